@@ -1,0 +1,268 @@
+/*
+ * lenet_native: LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998) kernels in plain C99.
+ *
+ * Conventions (after karpathy/llm.c and ggml):
+ *   - one <layer>_forward / <layer>_backward pair per layer;
+ *   - arguments: outputs first, then inputs, then sizes; each pointer's shape in a comment;
+ *   - gradients ACCUMULATE (+=) into caller-zeroed buffers;
+ *   - kernels never allocate and hold no global or static mutable state, so every call
+ *     is thread-safe; scratch memory comes from the caller (see *_workspace_size);
+ *   - entry points return an int status (LENET_OK == 0); they never exit or print.
+ *
+ * Parameters of the whole network live in ONE flat float32 vector (see LENET_OFF_*),
+ * so optimisers are simple element-wise loops. C3 weights are PACKED: one 5x5 kernel per
+ * connected (C3 map, S2 map) pair of the paper's Table I, in the order of the pair list.
+ */
+#ifndef LENET_H
+#define LENET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------------------- */
+enum {
+    LENET_OK = 0,
+    LENET_ERR_SIZE = 1,      /* a size is negative or inconsistent */
+    LENET_ERR_ARG = 2,       /* an argument is out of its domain (head, pair list, ...) */
+    LENET_ERR_LABEL = 3,     /* a label is outside 0..9 */
+    LENET_ERR_NULL = 4,      /* a required pointer is NULL */
+    LENET_ERR_WORKSPACE = 5  /* the workspace is too small */
+};
+
+/* ---- geometry ------------------------------------------------------------------------ */
+#define LENET_IN 32          /* input is 1@32x32 */
+#define LENET_C1_MAPS 6
+#define LENET_C1_HW 28
+#define LENET_S2_HW 14
+#define LENET_C3_MAPS 16
+#define LENET_C3_HW 10
+#define LENET_S4_HW 5
+#define LENET_C5 120
+#define LENET_F6 84
+#define LENET_OUT 10
+#define LENET_K 5            /* every convolution is 5x5 */
+#define LENET_KK 25
+#define LENET_C3_PAIRS 60    /* connected pairs of Table I */
+
+enum { LENET_HEAD_SOFTMAX = 0, LENET_HEAD_RBF = 1 };
+
+/* ---- flat parameter vector ------------------------------------------------------------ */
+#define LENET_OFF_C1_W 0                                   /* (6, 25)        */
+#define LENET_OFF_C1_B (LENET_OFF_C1_W + 6 * 25)           /* (6,)           */
+#define LENET_OFF_S2_W (LENET_OFF_C1_B + 6)                /* (6,)           */
+#define LENET_OFF_S2_B (LENET_OFF_S2_W + 6)                /* (6,)           */
+#define LENET_OFF_C3_W (LENET_OFF_S2_B + 6)                /* (60, 25) packed */
+#define LENET_OFF_C3_B (LENET_OFF_C3_W + 60 * 25)          /* (16,)          */
+#define LENET_OFF_S4_W (LENET_OFF_C3_B + 16)               /* (16,)          */
+#define LENET_OFF_S4_B (LENET_OFF_S4_W + 16)               /* (16,)          */
+#define LENET_OFF_C5_W (LENET_OFF_S4_B + 16)               /* (120, 400)     */
+#define LENET_OFF_C5_B (LENET_OFF_C5_W + 120 * 400)        /* (120,)         */
+#define LENET_OFF_F6_W (LENET_OFF_C5_B + 120)              /* (84, 120)      */
+#define LENET_OFF_F6_B (LENET_OFF_F6_W + 84 * 120)         /* (84,)          */
+#define LENET_OFF_OUT_W (LENET_OFF_F6_B + 84)              /* (10, 84): softmax weight or RBF prototypes */
+#define LENET_OFF_OUT_B (LENET_OFF_OUT_W + 10 * 84)        /* (10,): softmax bias (unused by RBF) */
+#define LENET_NPARAMS (LENET_OFF_OUT_B + 10)               /* 60850 */
+
+/* per-image activation buffer: every layer's post-squash output, then the head's output */
+#define LENET_ACT_C1 0
+#define LENET_ACT_S2 (LENET_ACT_C1 + 6 * 28 * 28)
+#define LENET_ACT_C3 (LENET_ACT_S2 + 6 * 14 * 14)
+#define LENET_ACT_S4 (LENET_ACT_C3 + 16 * 10 * 10)
+#define LENET_ACT_C5 (LENET_ACT_S4 + 16 * 5 * 5)
+#define LENET_ACT_F6 (LENET_ACT_C5 + 120)
+#define LENET_ACT_OUT (LENET_ACT_F6 + 84)
+#define LENET_NACTS (LENET_ACT_OUT + 10)                   /* 8094 floats per image */
+
+/* the squashing function f(a) = A tanh(S a) */
+#define LENET_SQUASH_A 1.7159f
+#define LENET_SQUASH_S 0.66666667f
+#define LENET_RBF_J 0.1f
+
+/* The network as the kernels see it: the flat parameters and the C3 pair list. */
+typedef struct {
+    const float *params;      /* (LENET_NPARAMS,) */
+    const int32_t *c3_out;    /* (60,) C3 map of each connected pair, non-decreasing */
+    const int32_t *c3_in;     /* (60,) S2 map of each connected pair */
+    int head;                 /* LENET_HEAD_SOFTMAX or LENET_HEAD_RBF */
+} lenet_net;
+
+/* ================================ layer kernels ======================================= */
+
+/* 5x5 valid cross-correlation, every input map to every output map (C1; C5 in general). */
+int conv5x5_forward(float *restrict out,        /* out: (N, M, H-4, W-4) pre-activation */
+                    const float *restrict in,   /* in:  (N, C, H, W) */
+                    const float *restrict w,    /* w:   (M, C, 5, 5) */
+                    const float *restrict b,    /* b:   (M,) */
+                    int64_t N, int C, int M, int H, int W, int nthreads);
+int conv5x5_backward(float *restrict din,       /* din: (N, C, H, W) += ; may be NULL */
+                     float *restrict dw,        /* dw:  (M, C, 5, 5) += */
+                     float *restrict db,        /* db:  (M,) += */
+                     const float *restrict dout,/* dout:(N, M, H-4, W-4) */
+                     const float *restrict in,  /* in:  (N, C, H, W) */
+                     const float *restrict w,   /* w:   (M, C, 5, 5) */
+                     int64_t N, int C, int M, int H, int W);
+
+/* Sparse 5x5 convolution over a list of connected (out, in) pairs with packed weights (C3). */
+int c3_forward(float *restrict out,             /* out: (N, M, H-4, W-4) pre-activation */
+               const float *restrict in,        /* in:  (N, C, H, W) */
+               const float *restrict w,         /* w:   (P, 5, 5) packed, pair order */
+               const float *restrict b,         /* b:   (M,) */
+               const int32_t *restrict pout,    /* pout:(P,) output map of each pair */
+               const int32_t *restrict pin,     /* pin: (P,) input map of each pair */
+               int P, int64_t N, int C, int M, int H, int W, int nthreads);
+int c3_backward(float *restrict din,            /* din: (N, C, H, W) += ; may be NULL */
+                float *restrict dw,             /* dw:  (P, 5, 5) += */
+                float *restrict db,             /* db:  (M,) += */
+                const float *restrict dout,     /* dout:(N, M, H-4, W-4) */
+                const float *restrict in,       /* in:  (N, C, H, W) */
+                const float *restrict w,        /* w:   (P, 5, 5) */
+                const int32_t *restrict pout, const int32_t *restrict pin,
+                int P, int64_t N, int C, int M, int H, int W);
+
+/* Trainable 2x2 subsampling: out = coef[c] * (sum of the 2x2 block) + bias[c] (S2, S4). */
+int subsample_forward(float *restrict out,      /* out: (N, C, H/2, W/2) pre-activation */
+                      const float *restrict in, /* in:  (N, C, H, W), H and W even */
+                      const float *restrict coef, /* coef: (C,) */
+                      const float *restrict bias, /* bias: (C,) */
+                      int64_t N, int C, int H, int W, int nthreads);
+int subsample_backward(float *restrict din,     /* din:  (N, C, H, W) += ; may be NULL */
+                       float *restrict dcoef,   /* dcoef:(C,) += */
+                       float *restrict dbias,   /* dbias:(C,) += */
+                       const float *restrict dout, /* dout: (N, C, H/2, W/2) */
+                       const float *restrict in,   /* in:   (N, C, H, W) */
+                       const float *restrict coef, /* coef: (C,) */
+                       int64_t N, int C, int H, int W);
+/* Gauss-Newton second derivatives through subsampling: hcoef += (block sum)^2 h,
+ * hbias += h, hin += coef^2 h. */
+int subsample_backward2(float *restrict hin, float *restrict hcoef, float *restrict hbias,
+                        const float *restrict hout, const float *restrict in,
+                        const float *restrict coef, int64_t N, int C, int H, int W);
+
+/* Scaled tanh f(a) = A tanh(S a); in place allowed (out == in). */
+int squash_forward(float *out,                  /* out: (n,) */
+                   const float *in,             /* in:  (n,) */
+                   int64_t n);
+/* din += dout * f'(a), with f'(a) computed from the OUTPUT y = f(a): S (A^2 - y^2) / A. */
+int squash_backward(float *restrict din, const float *restrict dout,
+                    const float *restrict out, int64_t n);
+/* Gauss-Newton: hin += hout * f'(a)^2 */
+int squash_backward2(float *restrict hin, const float *restrict hout,
+                     const float *restrict out, int64_t n);
+
+/* Dense layer out = in W^T + b (F6, softmax head; C5 on 5x5 maps). */
+int dense_forward(float *restrict out,          /* out: (N, M) */
+                  const float *restrict in,     /* in:  (N, K) */
+                  const float *restrict w,      /* w:   (M, K) */
+                  const float *restrict b,      /* b:   (M,), may be NULL */
+                  int64_t N, int K, int M, int nthreads);
+int dense_backward(float *restrict din,         /* din: (N, K) += ; may be NULL */
+                   float *restrict dw,          /* dw:  (M, K) += */
+                   float *restrict db,          /* db:  (M,) += ; may be NULL */
+                   const float *restrict dout,  /* dout:(N, M) */
+                   const float *restrict in,    /* in:  (N, K) */
+                   const float *restrict w,     /* w:   (M, K) */
+                   int64_t N, int K, int M);
+
+/* Euclidean RBF units y_i = sum_j (x_j - w_ij)^2 (the paper's output layer). */
+int rbf_forward(float *restrict out,            /* out: (N, M) */
+                const float *restrict in,       /* in:  (N, K) */
+                const float *restrict proto,    /* proto: (M, K) */
+                int64_t N, int K, int M, int nthreads);
+int rbf_backward(float *restrict din,           /* din: (N, K) += */
+                 const float *restrict dout,    /* dout:(N, M) */
+                 const float *restrict in,      /* in:  (N, K) */
+                 const float *restrict proto,   /* proto: (M, K) */
+                 int64_t N, int K, int M);
+
+/* Row-wise softmax (numerically stable); sign = +1 for logits, -1 for RBF distances. */
+int softmax_forward(float *restrict probs,      /* probs: (N, M) */
+                    const float *restrict in,   /* in:    (N, M) */
+                    float sign, int64_t N, int M);
+
+/* Softmax cross-entropy. losses[i] = -log p[label]; dlogits += scale * (p - onehot). */
+int xent_forward(float *restrict losses,        /* losses: (N,) */
+                 const float *restrict logits,  /* logits: (N, M) */
+                 const int32_t *restrict labels,/* labels: (N,) */
+                 int64_t N, int M);
+int xent_backward(float *restrict dlogits,      /* dlogits: (N, M) += */
+                  const float *restrict logits, const int32_t *restrict labels,
+                  float scale, int64_t N, int M);
+
+/* The paper's RBF loss (eq. 9): E = y_label + log(exp(-j) + sum_i exp(-y_i)). */
+int rbfloss_forward(float *restrict losses, const float *restrict y,
+                    const int32_t *restrict labels, float j, int64_t N, int M);
+int rbfloss_backward(float *restrict dy, const float *restrict y,
+                     const int32_t *restrict labels, float j, float scale, int64_t N, int M);
+
+/* ================================ whole network ======================================= */
+
+/* Scratch floats needed by lenet_forward for `nthreads` threads. */
+size_t lenet_forward_workspace_size(int nthreads);
+
+/* Forward pass over a batch, streamed image by image through per-thread buffers, so the
+ * extra memory is bounded whatever N is. out gets the logits (softmax head) or the RBF
+ * distances. If acts is not NULL it receives every layer's output per image. */
+int lenet_forward(float *restrict out,          /* out:  (N, 10) */
+                  float *restrict acts,         /* acts: (N, LENET_NACTS) or NULL */
+                  const lenet_net *net,
+                  const float *restrict x,      /* x:    (N, 32, 32) */
+                  int64_t N, int nthreads,
+                  float *restrict workspace, size_t workspace_floats);
+
+/* Scratch floats needed by lenet_loss_grad. */
+size_t lenet_grad_workspace_size(int64_t N, int nthreads);
+/* Number of gradient partial sums; fixed by N alone so results do not depend on threads. */
+int lenet_grad_chunks(int64_t N);
+
+/* Mean loss over the batch and its gradient. grad (LENET_NPARAMS,) ACCUMULATES
+ * scale * d(sum of per-sample losses)/dparams (pass scale = 1/N for the mean).
+ * losses (N,) gets the per-sample losses; out (N,10) the outputs (either may be NULL).
+ * The result is bit-for-bit independent of nthreads. */
+int lenet_loss_grad(float *restrict grad,       /* grad: (LENET_NPARAMS,) += */
+                    float *restrict losses,     /* losses: (N,) or NULL */
+                    float *restrict out,        /* out: (N, 10) or NULL */
+                    const lenet_net *net,
+                    const float *restrict x,    /* x: (N, 32, 32) */
+                    const int32_t *restrict labels, /* labels: (N,) */
+                    float scale, int64_t N, int nthreads,
+                    float *restrict workspace, size_t workspace_floats);
+
+/* Gauss-Newton diagonal (paper, appendix C): h (LENET_NPARAMS,) += scale * sum over samples.
+ * Single-threaded over samples (it runs on a few hundred samples per pass). */
+size_t lenet_hessian_workspace_size(void);
+int lenet_hessian_diag(float *restrict h,       /* h: (LENET_NPARAMS,) += */
+                       const lenet_net *net,
+                       const float *restrict x, /* x: (N, 32, 32) */
+                       const int32_t *restrict labels, /* labels: (N,) */
+                       float scale, int64_t N,
+                       float *restrict workspace, size_t workspace_floats);
+
+/* ================================ optimisers ========================================== */
+
+/* SGD with momentum and L2 weight decay, element-wise over the flat vector:
+ *   v = momentum * v + (g + decay * p) ; p -= lr * v ; only where mask[k] != 0. */
+int sgd_update(float *restrict p, float *restrict v, const float *restrict g,
+               const uint8_t *restrict mask, float lr, float momentum, float decay, int64_t n);
+
+/* Stochastic diagonal Levenberg-Marquardt: one update per sample,
+ *   p_k -= eta / (mu + h_kk) * g_k   (per-sample gradient g),
+ * for samples order[0..N), each sample's gradient computed at the current weights. */
+size_t lenet_sdlm_workspace_size(void);
+int lenet_sdlm_epoch(float *restrict params,    /* params: (LENET_NPARAMS,) updated in place */
+                     float *restrict losses,    /* losses: (N,) per-sample loss before its update, or NULL */
+                     const int32_t *restrict c3_out, const int32_t *restrict c3_in, int head,
+                     const float *restrict step,/* step: (LENET_NPARAMS,) eta/(mu+h), 0 = frozen */
+                     const float *restrict x,   /* x: (total, 32, 32) */
+                     const int32_t *restrict labels, /* labels: (total,) */
+                     const int64_t *restrict order,  /* order: (N,) indices into x */
+                     int64_t N, int64_t total,
+                     float *restrict workspace, size_t workspace_floats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LENET_H */

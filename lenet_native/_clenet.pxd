@@ -1,0 +1,97 @@
+# cython: language_level=3
+# Declarations of the plain C kernels in csrc/lenet.h.
+from libc.stdint cimport int32_t, int64_t, uint8_t
+
+cdef extern from "lenet.h" nogil:
+    enum:
+        LENET_OK
+        LENET_ERR_SIZE
+        LENET_ERR_ARG
+        LENET_ERR_LABEL
+        LENET_ERR_NULL
+        LENET_ERR_WORKSPACE
+        LENET_HEAD_SOFTMAX
+        LENET_HEAD_RBF
+        LENET_NPARAMS
+        LENET_NACTS
+        LENET_OFF_C1_W
+        LENET_OFF_C1_B
+        LENET_OFF_S2_W
+        LENET_OFF_S2_B
+        LENET_OFF_C3_W
+        LENET_OFF_C3_B
+        LENET_OFF_S4_W
+        LENET_OFF_S4_B
+        LENET_OFF_C5_W
+        LENET_OFF_C5_B
+        LENET_OFF_F6_W
+        LENET_OFF_F6_B
+        LENET_OFF_OUT_W
+        LENET_OFF_OUT_B
+        LENET_ACT_C1
+        LENET_ACT_S2
+        LENET_ACT_C3
+        LENET_ACT_S4
+        LENET_ACT_C5
+        LENET_ACT_F6
+        LENET_ACT_OUT
+
+    ctypedef struct lenet_net:
+        const float *params
+        const int32_t *c3_out
+        const int32_t *c3_in
+        int head
+
+    int conv5x5_forward(float *out, const float *inp, const float *w, const float *b,
+                        int64_t N, int C, int M, int H, int W, int nthreads)
+    int conv5x5_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, int64_t N, int C, int M, int H, int W)
+    int c3_forward(float *out, const float *inp, const float *w, const float *b,
+                   const int32_t *pout, const int32_t *pin, int P, int64_t N, int C, int M,
+                   int H, int W, int nthreads)
+    int c3_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
+                    const float *w, const int32_t *pout, const int32_t *pin, int P, int64_t N,
+                    int C, int M, int H, int W)
+    int subsample_forward(float *out, const float *inp, const float *coef, const float *bias,
+                          int64_t N, int C, int H, int W, int nthreads)
+    int subsample_backward(float *din, float *dcoef, float *dbias, const float *dout,
+                           const float *inp, const float *coef, int64_t N, int C, int H, int W)
+    int subsample_backward2(float *hin, float *hcoef, float *hbias, const float *hout,
+                            const float *inp, const float *coef, int64_t N, int C, int H, int W)
+    int squash_forward(float *out, const float *inp, int64_t n)
+    int squash_backward(float *din, const float *dout, const float *out, int64_t n)
+    int squash_backward2(float *hin, const float *hout, const float *out, int64_t n)
+    int dense_forward(float *out, const float *inp, const float *w, const float *b,
+                      int64_t N, int K, int M, int nthreads)
+    int dense_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
+                       const float *w, int64_t N, int K, int M)
+    int rbf_forward(float *out, const float *inp, const float *proto, int64_t N, int K, int M,
+                    int nthreads)
+    int rbf_backward(float *din, const float *dout, const float *inp, const float *proto,
+                     int64_t N, int K, int M)
+    int softmax_forward(float *probs, const float *inp, float sign, int64_t N, int M)
+    int xent_forward(float *losses, const float *logits, const int32_t *labels, int64_t N, int M)
+    int xent_backward(float *dlogits, const float *logits, const int32_t *labels, float scale,
+                      int64_t N, int M)
+    int rbfloss_forward(float *losses, const float *y, const int32_t *labels, float j,
+                        int64_t N, int M)
+    int rbfloss_backward(float *dy, const float *y, const int32_t *labels, float j, float scale,
+                         int64_t N, int M)
+    int sgd_update(float *p, float *v, const float *g, const uint8_t *mask, float lr,
+                   float momentum, float decay, int64_t n)
+
+    size_t lenet_forward_workspace_size(int nthreads)
+    int lenet_forward(float *out, float *acts, const lenet_net *net, const float *x, int64_t N,
+                      int nthreads, float *workspace, size_t workspace_floats)
+    size_t lenet_grad_workspace_size(int64_t N, int nthreads)
+    int lenet_loss_grad(float *grad, float *losses, float *out, const lenet_net *net,
+                        const float *x, const int32_t *labels, float scale, int64_t N,
+                        int nthreads, float *workspace, size_t workspace_floats)
+    size_t lenet_hessian_workspace_size()
+    int lenet_hessian_diag(float *h, const lenet_net *net, const float *x, const int32_t *labels,
+                           float scale, int64_t N, float *workspace, size_t workspace_floats)
+    size_t lenet_sdlm_workspace_size()
+    int lenet_sdlm_epoch(float *params, float *losses, const int32_t *c3_out,
+                         const int32_t *c3_in, int head, const float *step, const float *x,
+                         const int32_t *labels, const int64_t *order, int64_t N, int64_t total,
+                         float *workspace, size_t workspace_floats)

@@ -1,0 +1,475 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Cython binding of the C kernels (csrc/). Low level: arrays must already be C-contiguous
+float32 (int32 for labels and pair lists) of the right shapes; lenet_native.model does the
+friendly validation. Every call releases the GIL while the C code runs and turns a
+non-zero C status into a Python exception.
+
+Forward wrappers take an optional ``out`` (so tests can pre-fill it with NaN); backward
+wrappers return freshly zeroed gradient arrays into which the C code accumulates.
+"""
+import numpy as np
+from libc.stdint cimport int32_t, int64_t, uint8_t
+
+from lenet_native cimport _clenet as lib
+from lenet_native._clenet cimport lenet_net
+
+
+NPARAMS = lib.LENET_NPARAMS
+NACTS = lib.LENET_NACTS
+HEADS = {"softmax": lib.LENET_HEAD_SOFTMAX, "rbf": lib.LENET_HEAD_RBF}
+PARAM_OFFSETS = {
+    "c1.weight": (lib.LENET_OFF_C1_W, lib.LENET_OFF_C1_B), "c1.bias": (lib.LENET_OFF_C1_B, lib.LENET_OFF_S2_W),
+    "s2.weight": (lib.LENET_OFF_S2_W, lib.LENET_OFF_S2_B), "s2.bias": (lib.LENET_OFF_S2_B, lib.LENET_OFF_C3_W),
+    "c3.weight": (lib.LENET_OFF_C3_W, lib.LENET_OFF_C3_B), "c3.bias": (lib.LENET_OFF_C3_B, lib.LENET_OFF_S4_W),
+    "s4.weight": (lib.LENET_OFF_S4_W, lib.LENET_OFF_S4_B), "s4.bias": (lib.LENET_OFF_S4_B, lib.LENET_OFF_C5_W),
+    "c5.weight": (lib.LENET_OFF_C5_W, lib.LENET_OFF_C5_B), "c5.bias": (lib.LENET_OFF_C5_B, lib.LENET_OFF_F6_W),
+    "f6.weight": (lib.LENET_OFF_F6_W, lib.LENET_OFF_F6_B), "f6.bias": (lib.LENET_OFF_F6_B, lib.LENET_OFF_OUT_W),
+    "out.weight": (lib.LENET_OFF_OUT_W, lib.LENET_OFF_OUT_B), "out.bias": (lib.LENET_OFF_OUT_B, lib.LENET_NPARAMS),
+}
+ACT_OFFSETS = {
+    "c1": (lib.LENET_ACT_C1, lib.LENET_ACT_S2), "s2": (lib.LENET_ACT_S2, lib.LENET_ACT_C3),
+    "c3": (lib.LENET_ACT_C3, lib.LENET_ACT_S4), "s4": (lib.LENET_ACT_S4, lib.LENET_ACT_C5),
+    "c5": (lib.LENET_ACT_C5, lib.LENET_ACT_F6), "f6": (lib.LENET_ACT_F6, lib.LENET_ACT_OUT),
+    "output": (lib.LENET_ACT_OUT, lib.LENET_NACTS),
+}
+
+_MESSAGES = {
+    lib.LENET_ERR_SIZE: "a size is negative or inconsistent",
+    lib.LENET_ERR_ARG: "an argument is out of its domain (head or C3 pair list)",
+    lib.LENET_ERR_LABEL: "a label is outside 0..9",
+    lib.LENET_ERR_NULL: "a required buffer is missing",
+    lib.LENET_ERR_WORKSPACE: "the workspace is too small",
+}
+
+
+cdef int _check(int status, str where) except -1:
+    if status != lib.LENET_OK:
+        raise ValueError(f"{where}: {_MESSAGES.get(status, 'unknown error')} (C status {status})")
+    return 0
+
+
+def _out(out, shape):
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if out.shape != tuple(shape) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {tuple(shape)}")
+    return out
+
+
+# --------------------------------------------------------------------------- layer kernels
+
+def conv5x5_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
+                    const float[::1] b, int threads=1, out=None):
+    """x (N,C,H,W), w (M,C,5,5), b (M,) -> pre-activation (N,M,H-4,W-4)."""
+    cdef int64_t N = x.shape[0]
+    cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = w.shape[0]
+    if w.shape[1] != C or w.shape[2] != 5 or w.shape[3] != 5 or b.shape[0] != M or H < 5 or W < 5:
+        raise ValueError("conv5x5_forward: inconsistent shapes")
+    res = _out(out, (N, M, H - 4, W - 4))
+    cdef float[:, :, :, ::1] o = res
+    cdef int st
+    if N == 0:
+        return res
+    with nogil:
+        st = lib.conv5x5_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
+                             &w[0, 0, 0, 0], &b[0], N, C, M, H, W, threads)
+    _check(st, "conv5x5_forward")
+    return res
+
+
+def conv5x5_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1] x,
+                     const float[:, :, :, ::1] w):
+    """-> (dx, dw, db)."""
+    cdef int64_t N = x.shape[0]
+    cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = w.shape[0]
+    if (dout.shape[0] != N or dout.shape[1] != M or dout.shape[2] != H - 4 or dout.shape[3] != W - 4
+            or w.shape[1] != C):
+        raise ValueError("conv5x5_backward: inconsistent shapes")
+    dx_a = np.zeros((N, C, H, W), np.float32)
+    dw_a = np.zeros((M, C, 5, 5), np.float32)
+    db_a = np.zeros(M, np.float32)
+    cdef float[:, :, :, ::1] dx = dx_a, dw = dw_a
+    cdef float[::1] db = db_a
+    cdef int st
+    if N == 0:
+        return dx_a, dw_a, db_a
+    with nogil:
+        st = lib.conv5x5_backward(&dx[0, 0, 0, 0], &dw[0, 0, 0, 0], &db[0],
+                              &dout[0, 0, 0, 0], &x[0, 0, 0, 0],
+                              &w[0, 0, 0, 0], N, C, M, H, W)
+    _check(st, "conv5x5_backward")
+    return dx_a, dw_a, db_a
+
+
+def c3_forward(const float[:, :, :, ::1] x, const float[:, ::1] w, const float[::1] b,
+               const int32_t[::1] pout, const int32_t[::1] pin, int threads=1, out=None):
+    """x (N,C,H,W), packed w (P,25), b (M,), pair lists (P,) -> (N,M,H-4,W-4)."""
+    cdef int64_t N = x.shape[0]
+    cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = b.shape[0], P = w.shape[0]
+    if w.shape[1] != 25 or pout.shape[0] != P or pin.shape[0] != P or H < 5 or W < 5:
+        raise ValueError("c3_forward: inconsistent shapes")
+    res = _out(out, (N, M, H - 4, W - 4))
+    cdef float[:, :, :, ::1] o = res
+    cdef int st
+    if N == 0:
+        return res
+    with nogil:
+        st = lib.c3_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
+                        &w[0, 0], &b[0], &pout[0],
+                        &pin[0], P, N, C, M, H, W, threads)
+    _check(st, "c3_forward")
+    return res
+
+
+def c3_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1] x,
+                const float[:, ::1] w, const int32_t[::1] pout, const int32_t[::1] pin):
+    """-> (dx, dw packed (P,25), db (M,))."""
+    cdef int64_t N = x.shape[0]
+    cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = dout.shape[1], P = w.shape[0]
+    if (dout.shape[0] != N or dout.shape[2] != H - 4 or dout.shape[3] != W - 4 or w.shape[1] != 25
+            or pout.shape[0] != P or pin.shape[0] != P):
+        raise ValueError("c3_backward: inconsistent shapes")
+    dx_a = np.zeros((N, C, H, W), np.float32)
+    dw_a = np.zeros((P, 25), np.float32)
+    db_a = np.zeros(M, np.float32)
+    cdef float[:, :, :, ::1] dx = dx_a
+    cdef float[:, ::1] dw = dw_a
+    cdef float[::1] db = db_a
+    cdef int st
+    if N == 0:
+        return dx_a, dw_a, db_a
+    with nogil:
+        st = lib.c3_backward(&dx[0, 0, 0, 0], &dw[0, 0], &db[0],
+                         &dout[0, 0, 0, 0], &x[0, 0, 0, 0],
+                         &w[0, 0], &pout[0], &pin[0],
+                         P, N, C, M, H, W)
+    _check(st, "c3_backward")
+    return dx_a, dw_a, db_a
+
+
+def subsample_forward(const float[:, :, :, ::1] x, const float[::1] coef, const float[::1] bias,
+                      int threads=1, out=None):
+    cdef int64_t N = x.shape[0]
+    cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    if coef.shape[0] != C or bias.shape[0] != C or H % 2 or W % 2 or H < 2 or W < 2:
+        raise ValueError("subsample_forward: inconsistent shapes")
+    res = _out(out, (N, C, H // 2, W // 2))
+    cdef float[:, :, :, ::1] o = res
+    cdef int st
+    if N == 0:
+        return res
+    with nogil:
+        st = lib.subsample_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
+                               &coef[0], &bias[0], N, C, H, W, threads)
+    _check(st, "subsample_forward")
+    return res
+
+
+def subsample_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1] x,
+                       const float[::1] coef, bint second_order=False):
+    """-> (dx, dcoef, dbias); with second_order, the Gauss-Newton terms instead."""
+    cdef int64_t N = x.shape[0]
+    cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    if (dout.shape[0] != N or dout.shape[1] != C or dout.shape[2] * 2 != H or dout.shape[3] * 2 != W
+            or coef.shape[0] != C):
+        raise ValueError("subsample_backward: inconsistent shapes")
+    dx_a = np.zeros((N, C, H, W), np.float32)
+    dc_a = np.zeros(C, np.float32)
+    dbias_a = np.zeros(C, np.float32)
+    cdef float[:, :, :, ::1] dx = dx_a
+    cdef float[::1] dc = dc_a, dbias = dbias_a
+    cdef int st
+    if N == 0:
+        return dx_a, dc_a, dbias_a
+    with nogil:
+        if second_order:
+            st = lib.subsample_backward2(&dx[0, 0, 0, 0], &dc[0], &dbias[0],
+                                     &dout[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                     &coef[0], N, C, H, W)
+        else:
+            st = lib.subsample_backward(&dx[0, 0, 0, 0], &dc[0], &dbias[0],
+                                    &dout[0, 0, 0, 0], &x[0, 0, 0, 0],
+                                    &coef[0], N, C, H, W)
+    _check(st, "subsample_backward")
+    return dx_a, dc_a, dbias_a
+
+
+def squash_forward(const float[::1] a, out=None):
+    """f(a) = 1.7159 tanh(2a/3), element-wise over a flat array."""
+    cdef int64_t n = a.shape[0]
+    res = _out(out, (n,))
+    cdef float[::1] o = res
+    cdef int st
+    if n == 0:
+        return res
+    with nogil:
+        st = lib.squash_forward(&o[0], &a[0], n)
+    _check(st, "squash_forward")
+    return res
+
+
+def squash_backward(const float[::1] dout, const float[::1] y, bint second_order=False):
+    """dL/da from dL/dy and y = f(a) (or the Gauss-Newton h_a from h_y)."""
+    cdef int64_t n = y.shape[0]
+    if dout.shape[0] != n:
+        raise ValueError("squash_backward: inconsistent shapes")
+    res = np.zeros(n, np.float32)
+    cdef float[::1] d = res
+    cdef int st
+    if n == 0:
+        return res
+    with nogil:
+        if second_order:
+            st = lib.squash_backward2(&d[0], &dout[0], &y[0], n)
+        else:
+            st = lib.squash_backward(&d[0], &dout[0], &y[0], n)
+    _check(st, "squash_backward")
+    return res
+
+
+def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b,
+                  int threads=1, out=None):
+    cdef int64_t N = x.shape[0]
+    cdef int K = x.shape[1], M = w.shape[0]
+    if w.shape[1] != K or b.shape[0] != M:
+        raise ValueError("dense_forward: inconsistent shapes")
+    res = _out(out, (N, M))
+    cdef float[:, ::1] o = res
+    cdef int st
+    if N == 0:
+        return res
+    with nogil:
+        st = lib.dense_forward(&o[0, 0], &x[0, 0], &w[0, 0], &b[0],
+                           N, K, M, threads)
+    _check(st, "dense_forward")
+    return res
+
+
+def dense_backward(const float[:, ::1] dout, const float[:, ::1] x, const float[:, ::1] w):
+    cdef int64_t N = x.shape[0]
+    cdef int K = x.shape[1], M = w.shape[0]
+    if w.shape[1] != K or dout.shape[0] != N or dout.shape[1] != M:
+        raise ValueError("dense_backward: inconsistent shapes")
+    dx_a = np.zeros((N, K), np.float32)
+    dw_a = np.zeros((M, K), np.float32)
+    db_a = np.zeros(M, np.float32)
+    cdef float[:, ::1] dx = dx_a, dw = dw_a
+    cdef float[::1] db = db_a
+    cdef int st
+    if N == 0:
+        return dx_a, dw_a, db_a
+    with nogil:
+        st = lib.dense_backward(&dx[0, 0], &dw[0, 0], &db[0], &dout[0, 0],
+                            &x[0, 0], &w[0, 0], N, K, M)
+    _check(st, "dense_backward")
+    return dx_a, dw_a, db_a
+
+
+def rbf_forward(const float[:, ::1] x, const float[:, ::1] proto, int threads=1, out=None):
+    cdef int64_t N = x.shape[0]
+    cdef int K = x.shape[1], M = proto.shape[0]
+    if proto.shape[1] != K:
+        raise ValueError("rbf_forward: inconsistent shapes")
+    res = _out(out, (N, M))
+    cdef float[:, ::1] o = res
+    cdef int st
+    if N == 0:
+        return res
+    with nogil:
+        st = lib.rbf_forward(&o[0, 0], &x[0, 0], &proto[0, 0], N, K, M, threads)
+    _check(st, "rbf_forward")
+    return res
+
+
+def rbf_backward(const float[:, ::1] dout, const float[:, ::1] x, const float[:, ::1] proto):
+    cdef int64_t N = x.shape[0]
+    cdef int K = x.shape[1], M = proto.shape[0]
+    if proto.shape[1] != K or dout.shape[0] != N or dout.shape[1] != M:
+        raise ValueError("rbf_backward: inconsistent shapes")
+    dx_a = np.zeros((N, K), np.float32)
+    cdef float[:, ::1] dx = dx_a
+    cdef int st
+    if N == 0:
+        return dx_a
+    with nogil:
+        st = lib.rbf_backward(&dx[0, 0], &dout[0, 0],
+                          &x[0, 0], &proto[0, 0], N, K, M)
+    _check(st, "rbf_backward")
+    return dx_a
+
+
+def softmax(const float[:, ::1] x, float sign=1.0, out=None):
+    """Row-wise softmax of sign * x."""
+    cdef int64_t N = x.shape[0]
+    cdef int M = x.shape[1]
+    res = _out(out, (N, M))
+    cdef float[:, ::1] o = res
+    cdef int st
+    if N == 0:
+        return res
+    with nogil:
+        st = lib.softmax_forward(&o[0, 0], &x[0, 0], sign, N, M)
+    _check(st, "softmax")
+    return res
+
+
+def loss_forward_backward(str head, const float[:, ::1] y, const int32_t[::1] labels, float scale):
+    """Per-sample losses and the gradient wrt the head's output (softmax logits or RBF y)."""
+    cdef int64_t N = y.shape[0]
+    cdef int M = y.shape[1], st
+    cdef bint rbf = head == "rbf"
+    if labels.shape[0] != N:
+        raise ValueError("loss: labels and outputs differ in length")
+    losses_a = np.empty(N, np.float32)
+    dy_a = np.zeros((N, M), np.float32)
+    cdef float[::1] losses = losses_a
+    cdef float[:, ::1] dy = dy_a
+    if N == 0:
+        return losses_a, dy_a
+    with nogil:
+        if rbf:
+            st = lib.rbfloss_forward(&losses[0], &y[0, 0], &labels[0], 0.1, N, M)
+            if st == 0:
+                st = lib.rbfloss_backward(&dy[0, 0], &y[0, 0], &labels[0],
+                                      0.1, scale, N, M)
+        else:
+            st = lib.xent_forward(&losses[0], &y[0, 0], &labels[0], N, M)
+            if st == 0:
+                st = lib.xent_backward(&dy[0, 0], &y[0, 0], &labels[0], scale, N, M)
+    _check(st, "loss")
+    return losses_a, dy_a
+
+
+def sgd_step(float[::1] params, float[::1] velocity, const float[::1] grad,
+             const uint8_t[::1] mask, float lr, float momentum, float decay):
+    cdef int64_t n = params.shape[0]
+    if velocity.shape[0] != n or grad.shape[0] != n or mask.shape[0] != n:
+        raise ValueError("sgd_step: inconsistent shapes")
+    cdef int st
+    if n == 0:
+        return
+    with nogil:
+        st = lib.sgd_update(&params[0], &velocity[0], &grad[0], &mask[0], lr, momentum, decay, n)
+    _check(st, "sgd_step")
+
+
+# --------------------------------------------------------------------------- whole network
+
+cdef lenet_net _net(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in,
+                    str head) except *:
+    if params.shape[0] != lib.LENET_NPARAMS or c3_out.shape[0] != 60 or c3_in.shape[0] != 60:
+        raise ValueError("network: flat parameters must have 60850 entries and 60 C3 pairs")
+    if head not in HEADS:
+        raise ValueError(f"head must be 'softmax' or 'rbf', got {head!r}")
+    cdef lenet_net net
+    net.params = &params[0]
+    net.c3_out = &c3_out[0]
+    net.c3_in = &c3_in[0]
+    net.head = HEADS[head]
+    return net
+
+
+def forward(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
+            const float[:, :, ::1] x, int threads=1, bint keep_activations=False, out=None):
+    """x (N,32,32) -> out (N,10); with keep_activations also (N, NACTS) every layer's output."""
+    cdef lenet_net net = _net(params, c3_out, c3_in, head)
+    cdef int64_t N = x.shape[0]
+    if x.shape[1] != 32 or x.shape[2] != 32:
+        raise ValueError("forward: x must be (N, 32, 32)")
+    res = _out(out, (N, 10))
+    cdef float[:, ::1] o = res
+    cdef float[:, ::1] acts
+    cdef float * actp = NULL
+    acts_a = None
+    if keep_activations:
+        acts_a = np.empty((N, lib.LENET_NACTS), np.float32)
+        acts = acts_a
+        actp = &acts[0, 0]
+    cdef size_t wsz = lib.lenet_forward_workspace_size(threads)
+    ws_a = np.empty(wsz, np.float32)
+    cdef float[::1] ws = ws_a
+    cdef int st
+    if N == 0:
+        return (res, acts_a) if keep_activations else res
+    with nogil:
+        st = lib.lenet_forward(&o[0, 0], actp, &net, &x[0, 0, 0], N,
+                           threads, &ws[0], wsz)
+    _check(st, "forward")
+    return (res, acts_a) if keep_activations else res
+
+
+def loss_grad(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
+              const float[:, :, ::1] x, const int32_t[::1] labels, float scale, int threads=1,
+              grad=None):
+    """-> (losses (N,), outputs (N,10), grad (NPARAMS,)); grad accumulates scale * d(sum loss)."""
+    cdef lenet_net net = _net(params, c3_out, c3_in, head)
+    cdef int64_t N = x.shape[0]
+    if x.shape[1] != 32 or x.shape[2] != 32 or labels.shape[0] != N:
+        raise ValueError("loss_grad: x must be (N, 32, 32) and labels (N,)")
+    if grad is None:
+        grad = np.zeros(lib.LENET_NPARAMS, np.float32)
+    cdef float[::1] g = grad
+    if g.shape[0] != lib.LENET_NPARAMS:
+        raise ValueError("loss_grad: grad must have NPARAMS entries")
+    losses_a = np.empty(N, np.float32)
+    out_a = np.empty((N, 10), np.float32)
+    cdef float[::1] losses = losses_a
+    cdef float[:, ::1] out = out_a
+    cdef size_t wsz = lib.lenet_grad_workspace_size(N, threads)
+    ws_a = np.empty(max(wsz, 1), np.float32)
+    cdef float[::1] ws = ws_a
+    cdef int st
+    if N == 0:
+        return losses_a, out_a, grad
+    with nogil:
+        st = lib.lenet_loss_grad(&g[0], &losses[0], &out[0, 0], &net,
+                             &x[0, 0, 0], &labels[0], scale, N,
+                             threads, &ws[0], wsz)
+    _check(st, "loss_grad")
+    return losses_a, out_a, grad
+
+
+def hessian_diag(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in,
+                 str head, const float[:, :, ::1] x, const int32_t[::1] labels, float scale):
+    """Gauss-Newton diagonal: scale * sum over samples, flat (NPARAMS,)."""
+    cdef lenet_net net = _net(params, c3_out, c3_in, head)
+    cdef int64_t N = x.shape[0]
+    if x.shape[1] != 32 or x.shape[2] != 32 or labels.shape[0] != N:
+        raise ValueError("hessian_diag: x must be (N, 32, 32) and labels (N,)")
+    h_a = np.zeros(lib.LENET_NPARAMS, np.float32)
+    cdef float[::1] h = h_a
+    cdef size_t wsz = lib.lenet_hessian_workspace_size()
+    ws_a = np.empty(wsz, np.float32)
+    cdef float[::1] ws = ws_a
+    cdef int st
+    if N == 0:
+        return h_a
+    with nogil:
+        st = lib.lenet_hessian_diag(&h[0], &net, &x[0, 0, 0], &labels[0],
+                                scale, N, &ws[0], wsz)
+    _check(st, "hessian_diag")
+    return h_a
+
+
+def sdlm_epoch(float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
+               const float[::1] step, const float[:, :, ::1] x, const int32_t[::1] labels,
+               const int64_t[::1] order):
+    """One pass of per-sample updates params -= step * g over x[order]; -> per-sample losses."""
+    cdef lenet_net net = _net(params, c3_out, c3_in, head)
+    cdef int64_t N = order.shape[0], total = x.shape[0]
+    if step.shape[0] != lib.LENET_NPARAMS or labels.shape[0] != total or x.shape[1] != 32 or x.shape[2] != 32:
+        raise ValueError("sdlm_epoch: inconsistent shapes")
+    losses_a = np.empty(N, np.float32)
+    cdef float[::1] losses = losses_a
+    cdef size_t wsz = lib.lenet_sdlm_workspace_size()
+    ws_a = np.empty(wsz, np.float32)
+    cdef float[::1] ws = ws_a
+    cdef int st
+    if N == 0:
+        return losses_a
+    with nogil:
+        st = lib.lenet_sdlm_epoch(&params[0], &losses[0], &c3_out[0], &c3_in[0], net.head,
+                              &step[0], &x[0, 0, 0], &labels[0],
+                              &order[0], N, total, &ws[0], wsz)
+    _check(st, "sdlm_epoch")
+    return losses_a
