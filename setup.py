@@ -52,7 +52,7 @@ int main(void) { int n = 0;
 
 # compiler family -> flags
 FLAGS = {
-    "unix": {"base": ["-O3", "-std=c99", "-fno-math-errno", "-Wall", "-Wno-unused-function"],
+    "unix": {"base": ["-O3", "-std=c99", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"],
              "openmp": ["-fopenmp"],
              "sanitize": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"],
              "native": ["-march=native"]},

@@ -139,7 +139,8 @@ int squash_forward(float *out, const float *in, int64_t n)
 {
     CHECK(n >= 0, LENET_ERR_SIZE);
     CHECK(n == 0 || (out && in), LENET_ERR_NULL);
-    squash_forward_one(out, in, n);
+    if (out == in) squash_inplace_one(out, n);
+    else squash_forward_one(out, in, n);
     return LENET_OK;
 }
 

@@ -206,10 +206,43 @@ static inline void subsample_backward2_one(float *restrict hin, float *restrict 
     }
 }
 
-/* ---- squashing f(a) = A tanh(S a) ---- */
-static inline void squash_forward_one(float *out, const float *in, int64_t n)
+/* ---- squashing f(a) = A tanh(S a) ----
+ * tanh in single precision, branch-free so that it vectorises (Cephes tanhf):
+ *   |z| <= 0.625: odd polynomial z + z^3 P(z^2);
+ *   |z| >  0.625: 1 - 2 / (exp(2|z|) + 1), exp by Cephes expf (range reduction
+ *                 2|z| = n ln2 + r, degree-6 polynomial, 2^n from the exponent bits);
+ *   |z| is clamped to 9, where tanh rounds to 1 in float32.
+ * Measured error against tanh in double: at most a few float32 ulps (tests/test_kernels.py). */
+static inline float lenet_tanhf(float z)
 {
-    for (int64_t k = 0; k < n; k++) out[k] = LENET_SQUASH_A * tanhf(LENET_SQUASH_S * in[k]);
+    float az = fabsf(z);
+    az = az < 9.0f ? az : 9.0f;
+    const float t = 2.0f * az;
+    const int32_t n = (int32_t)(t * 1.44269504088896341f + 0.5f);   /* t >= 0: truncation = floor */
+    const float fn = (float)n;
+    float r = t - fn * 0.693359375f;
+    r = r - fn * -2.12194440e-4f;
+    const float r2 = r * r;
+    const float p = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r
+                      + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * r2 + r + 1.0f;
+    union { int32_t i; float f; } pow2;
+    pow2.i = (n + 127) << 23;
+    float big = 1.0f - 2.0f / (p * pow2.f + 1.0f);
+    big = z < 0.0f ? -big : big;
+    const float s = z * z;
+    const float small = ((((-5.70498872745e-3f * s + 2.06390887954e-2f) * s - 5.37397155531e-2f) * s
+                          + 1.33314422036e-1f) * s - 3.33332819422e-1f) * s * z + z;
+    return az > 0.625f ? big : small;
+}
+
+static inline void squash_forward_one(float *restrict out, const float *restrict in, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++) out[k] = LENET_SQUASH_A * lenet_tanhf(LENET_SQUASH_S * in[k]);
+}
+
+static inline void squash_inplace_one(float *restrict x, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++) x[k] = LENET_SQUASH_A * lenet_tanhf(LENET_SQUASH_S * x[k]);
 }
 
 /* f'(a) from y = f(a): A S (1 - tanh^2) = (S / A) (A^2 - y^2) */

@@ -22,19 +22,19 @@ static void net_forward_one(float *restrict acts, const lenet_net *net, const fl
     float *out = acts + LENET_ACT_OUT;
 
     conv5x5_forward_one(c1, x, P(net, LENET_OFF_C1_W), P(net, LENET_OFF_C1_B), 1, 6, 32, 32);
-    squash_forward_one(c1, c1, 6 * 28 * 28);
+    squash_inplace_one(c1, 6 * 28 * 28);
     subsample_forward_one(s2, c1, P(net, LENET_OFF_S2_W), P(net, LENET_OFF_S2_B), 6, 28, 28);
-    squash_forward_one(s2, s2, 6 * 14 * 14);
+    squash_inplace_one(s2, 6 * 14 * 14);
     c3_forward_one(c3, s2, P(net, LENET_OFF_C3_W), P(net, LENET_OFF_C3_B), net->c3_out, net->c3_in,
                    LENET_C3_PAIRS, 16, 14, 14);
-    squash_forward_one(c3, c3, 16 * 10 * 10);
+    squash_inplace_one(c3, 16 * 10 * 10);
     subsample_forward_one(s4, c3, P(net, LENET_OFF_S4_W), P(net, LENET_OFF_S4_B), 16, 10, 10);
-    squash_forward_one(s4, s4, 16 * 5 * 5);
+    squash_inplace_one(s4, 16 * 5 * 5);
     /* C5 is a 5x5 convolution over 5x5 maps: one output pixel, i.e. a dense 400 -> 120 */
     dense_forward_one(c5, s4, P(net, LENET_OFF_C5_W), P(net, LENET_OFF_C5_B), 400, 120);
-    squash_forward_one(c5, c5, 120);
+    squash_inplace_one(c5, 120);
     dense_forward_one(f6, c5, P(net, LENET_OFF_F6_W), P(net, LENET_OFF_F6_B), 120, 84);
-    squash_forward_one(f6, f6, 84);
+    squash_inplace_one(f6, 84);
     if (net->head == LENET_HEAD_RBF)
         rbf_forward_one(out, f6, P(net, LENET_OFF_OUT_W), 84, 10);
     else

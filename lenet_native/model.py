@@ -131,7 +131,8 @@ def _as_input(x, where="forward") -> np.ndarray:
     if a.ndim != 3 or a.shape[1:] != (32, 32):
         raise ValueError(f"{where}: input must have shape (N, 32, 32) or (N, 1, 32, 32); "
                          f"got {np.shape(x)}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.ascontiguousarray(a, dtype=np.float32)
     if not np.isfinite(a).all():
         raise ValueError(f"{where}: input contains NaN or infinity (or a value too large for float32)")
     return a
@@ -484,6 +485,8 @@ def read_weights(path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such weight file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a .npz weight file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
@@ -494,8 +497,10 @@ def read_weights(path):
                 except ValueError as exc:  # an object array would need pickle
                     raise ValueError(f"{path}: array {k!r} cannot be loaded without pickle "
                                      f"(object arrays are refused): {exc}") from None
-    except ValueError:
-        raise
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path}: cannot read the weight file: {exc}") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         raise ValueError(f"{path}: not a readable .npz weight file ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or not state:

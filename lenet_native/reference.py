@@ -111,7 +111,7 @@ def trainable_keys(head: str) -> tuple[str, ...]:
 
 def _float_dtype(*arrays) -> np.dtype:
     """The dtype to compute in: the result type of the inputs, at least float32."""
-    return np.result_type(*arrays, np.float32)
+    return np.result_type(*(np.asarray(a) for a in arrays), np.float32)
 
 
 def _check_head(head: str) -> str:
@@ -499,6 +499,8 @@ def hessian_diag(params, x, labels, head="softmax"):
 
     Per-sample values are averaged over the batch (divided by N), matching the
     mean loss.  Returns a dict keyed like the gradients of ``loss_and_grad``.
+    The estimate does not depend on the labels (both heads' h are label-free);
+    they are taken, and validated, for symmetry with ``loss_and_grad``.
     """
     p, w3, pre, act = _run(params, x, head)
     n = act["input"].shape[0]
