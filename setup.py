@@ -5,7 +5,14 @@ fallback, and opt-in/opt-out switches read from the environment:
   LENET_NATIVE_OPENMP=0     build without OpenMP (the kernels then run single-threaded)
   LENET_NATIVE_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
   LENET_NATIVE_NATIVE=1     add -march=native (never the default: wheels must be portable)
+  LENET_NATIVE_SIMD=avx2,avx512 | none
+                            which SIMD variants of csrc/simd_net.c to build (default: every
+                            one the compiler accepts). Each is csrc/simd_net.c compiled on its
+                            own with its -m flags and linked in as an extra object; the
+                            portable code is always built without -m flags, and the variant
+                            is picked at run time by CPU detection (csrc/isa.c).
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -16,7 +23,20 @@ import tempfile
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CSRC = ["csrc/layers.c", "csrc/network.c"]
+CSRC = ["csrc/layers.c", "csrc/network.c", "csrc/isa.c"]
+SIMD_SOURCE = "csrc/simd_net.c"
+# variant -> (macro selecting it inside simd_net.c, extra compiler flags)
+SIMD_VARIANTS = {
+    "avx2": ("LENET_SIMD_AVX2", ["-mavx2", "-mfma"]),
+    "avx512": ("LENET_SIMD_AVX512", ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl",
+                                     "-mavx2", "-mfma"]),
+}
+SIMD_PROBE = {
+    "avx2": "#include <immintrin.h>\nint main(void) { __m256 a = _mm256_set1_ps(1.0f);\n"
+            "  a = _mm256_fmadd_ps(a, a, a); return (int)_mm256_cvtss_f32(a) == 2 ? 0 : 1; }\n",
+    "avx512": "#include <immintrin.h>\nint main(void) { __m512 a = _mm512_set1_ps(1.0f);\n"
+              "  a = _mm512_fmadd_ps(a, a, a); return (int)_mm512_reduce_add_ps(a) == 32 ? 0 : 1; }\n",
+}
 
 
 def _env_flag(name, default):
@@ -80,7 +100,38 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = compile_args + ext.extra_compile_args
             ext.extra_link_args = link_args + ext.extra_link_args
+        self._simd = self._simd_variants(family, compile_args)
         super().build_extensions()
+
+    def _simd_variants(self, family, compile_args):
+        """[(name, macro, flags)] of the SIMD variants to build."""
+        wanted = os.environ.get("LENET_NATIVE_SIMD", "").strip().lower()
+        if family != "unix" or wanted in ("none", "0", "off", "no"):
+            return []
+        names = [n.strip() for n in wanted.split(",") if n.strip()] if wanted else list(SIMD_VARIANTS)
+        chosen = []
+        for name in names:
+            if name not in SIMD_VARIANTS:
+                raise SystemExit(f"LENET_NATIVE_SIMD: unknown variant {name!r} (known: {', '.join(SIMD_VARIANTS)})")
+            macro, flags = SIMD_VARIANTS[name]
+            if _compiler_accepts(self.compiler, flags, SIMD_PROBE[name]):
+                chosen.append((name, macro, flags + compile_args))
+            else:
+                sys.stderr.write(f"lenet_native: the compiler cannot build the {name} variant; skipping it\n")
+        return chosen
+
+    def build_extension(self, ext):
+        # Each SIMD variant: simd_net.c compiled alone with its own flags, linked as an object.
+        objects, macros = [], []
+        for name, macro, flags in getattr(self, "_simd", []):
+            objects += self.compiler.compile(
+                [SIMD_SOURCE], output_dir=os.path.join(self.build_temp, "simd_" + name),
+                macros=[(macro, "1")] + list(ext.define_macros), include_dirs=ext.include_dirs,
+                extra_postargs=flags, depends=ext.depends, debug=self.debug)
+            macros.append(("LENET_HAVE_" + name.upper(), "1"))
+        ext.extra_objects = list(ext.extra_objects) + objects
+        ext.define_macros = list(ext.define_macros) + macros
+        super().build_extension(ext)
 
 
 def extensions():
@@ -90,6 +141,7 @@ def extensions():
         "lenet_native._core",
         sources=["lenet_native/_core.pyx"] + CSRC,
         include_dirs=["csrc"],
+        depends=sorted(glob.glob("csrc/*.h")) + [SIMD_SOURCE],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)

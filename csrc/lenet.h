@@ -30,8 +30,24 @@ enum {
     LENET_ERR_ARG = 2,       /* an argument is out of its domain (head, pair list, ...) */
     LENET_ERR_LABEL = 3,     /* a label is outside 0..9 */
     LENET_ERR_NULL = 4,      /* a required pointer is NULL */
-    LENET_ERR_WORKSPACE = 5  /* the workspace is too small */
+    LENET_ERR_WORKSPACE = 5, /* the workspace is too small */
+    LENET_ERR_ISA = 6,       /* the instruction-set variant is unknown, not built, or not on this CPU */
+    LENET_ERR_NONFINITE = 7  /* the input holds a NaN or an infinity (checked entry points only) */
 };
+
+/* ---- instruction-set variants ---------------------------------------------------------
+ * The whole-network entry points (lenet_forward, lenet_loss_grad, lenet_hessian_diag,
+ * lenet_sdlm_epoch) exist in several variants: the portable C99 code, always built, and
+ * AVX2+FMA / AVX-512 kernels built from csrc/simd_net.c with per-file -m flags. The
+ * variant is chosen by the caller (lenet_net.isa), normally once at start-up from
+ * lenet_best_isa(); there is no global state. Within one variant results are
+ * deterministic, independent of the thread count and of the batch an image comes in;
+ * different variants agree to float32 rounding (FMA and summation order differ). */
+enum { LENET_ISA_PORTABLE = 0, LENET_ISA_AVX2 = 1, LENET_ISA_AVX512 = 2, LENET_NISA = 3 };
+int lenet_isa_compiled(int isa);    /* 1 if the variant was built into this library */
+int lenet_isa_supported(int isa);   /* 1 if built and this CPU (and OS) can run it */
+int lenet_best_isa(void);           /* the fastest supported variant */
+const char *lenet_isa_name(int isa);/* "portable", "avx2", "avx512"; NULL if unknown */
 
 /* ---- geometry ------------------------------------------------------------------------ */
 #define LENET_IN 32          /* input is 1@32x32 */
@@ -88,6 +104,7 @@ typedef struct {
     const int32_t *c3_out;    /* (60,) C3 map of each connected pair, non-decreasing */
     const int32_t *c3_in;     /* (60,) S2 map of each connected pair */
     int head;                 /* LENET_HEAD_SOFTMAX or LENET_HEAD_RBF */
+    int isa;                  /* LENET_ISA_*; 0 (portable) when zero-initialised */
 } lenet_net;
 
 /* ================================ layer kernels ======================================= */
@@ -200,7 +217,8 @@ int rbfloss_backward(float *restrict dy, const float *restrict y,
 
 /* ================================ whole network ======================================= */
 
-/* Scratch floats needed by lenet_forward for `nthreads` threads. */
+/* Scratch floats needed by lenet_forward for `nthreads` threads (enough for every ISA
+ * variant; the same holds for the other *_workspace_size functions). */
 size_t lenet_forward_workspace_size(int nthreads);
 
 /* Forward pass over a batch, streamed image by image through per-thread buffers, so the
@@ -212,6 +230,12 @@ int lenet_forward(float *restrict out,          /* out:  (N, 10) */
                   const float *restrict x,      /* x:    (N, 32, 32) */
                   int64_t N, int nthreads,
                   float *restrict workspace, size_t workspace_floats);
+/* lenet_forward that, when check_finite is non-zero, also checks every input pixel as the
+ * images stream through and returns LENET_ERR_NONFINITE if one is a NaN or an infinity
+ * (out and acts are then unspecified). Cheaper than a separate pass over x. */
+int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet_net *net,
+                          const float *restrict x, int64_t N, int nthreads, int check_finite,
+                          float *restrict workspace, size_t workspace_floats);
 
 /* Scratch floats needed by lenet_loss_grad. */
 size_t lenet_grad_workspace_size(int64_t N, int nthreads);
@@ -255,6 +279,7 @@ size_t lenet_sdlm_workspace_size(void);
 int lenet_sdlm_epoch(float *restrict params,    /* params: (LENET_NPARAMS,) updated in place */
                      float *restrict losses,    /* losses: (N,) per-sample loss before its update, or NULL */
                      const int32_t *restrict c3_out, const int32_t *restrict c3_in, int head,
+                     int isa,                   /* LENET_ISA_* variant of the per-image kernels */
                      const float *restrict step,/* step: (LENET_NPARAMS,) eta/(mu+h), 0 = frozen */
                      const float *restrict x,   /* x: (total, 32, 32) */
                      const int32_t *restrict labels, /* labels: (total,) */

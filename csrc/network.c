@@ -1,96 +1,27 @@
 /*
- * The whole LeNet-5, fused image by image: every layer of one image runs out of a
- * per-thread buffer of LENET_NACTS floats (32 KB, cache resident), so a batch of any size
- * streams through bounded memory. Threads split the batch (OpenMP, outer loop only).
+ * The whole LeNet-5, fused image by image (portable variant) or block by block (SIMD
+ * variants, simd_net.c: `lanes` images side by side in the vector lanes): every layer of an
+ * image or block runs out of a per-thread buffer that stays cache resident, so a batch of
+ * any size streams through bounded memory. Threads split the batch (OpenMP, outer loop
+ * only); what each thread computes never depends on how many threads there are.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "lenet.h"
 #include "layers_impl.h"
+#include "net_portable.h"
+#include "simd_api.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#define P(net, off) ((net)->params + (off))
-
-/* One image forward: acts (LENET_NACTS,) receives every layer's output. */
-static void net_forward_one(float *restrict acts, const lenet_net *net, const float *restrict x)
-{
-    float *c1 = acts + LENET_ACT_C1, *s2 = acts + LENET_ACT_S2, *c3 = acts + LENET_ACT_C3;
-    float *s4 = acts + LENET_ACT_S4, *c5 = acts + LENET_ACT_C5, *f6 = acts + LENET_ACT_F6;
-    float *out = acts + LENET_ACT_OUT;
-
-    conv5x5_forward_one(c1, x, P(net, LENET_OFF_C1_W), P(net, LENET_OFF_C1_B), 1, 6, 32, 32);
-    squash_inplace_one(c1, 6 * 28 * 28);
-    subsample_forward_one(s2, c1, P(net, LENET_OFF_S2_W), P(net, LENET_OFF_S2_B), 6, 28, 28);
-    squash_inplace_one(s2, 6 * 14 * 14);
-    c3_forward_one(c3, s2, P(net, LENET_OFF_C3_W), P(net, LENET_OFF_C3_B), net->c3_out, net->c3_in,
-                   LENET_C3_PAIRS, 16, 14, 14);
-    squash_inplace_one(c3, 16 * 10 * 10);
-    subsample_forward_one(s4, c3, P(net, LENET_OFF_S4_W), P(net, LENET_OFF_S4_B), 16, 10, 10);
-    squash_inplace_one(s4, 16 * 5 * 5);
-    /* C5 is a 5x5 convolution over 5x5 maps: one output pixel, i.e. a dense 400 -> 120 */
-    dense_forward_one(c5, s4, P(net, LENET_OFF_C5_W), P(net, LENET_OFF_C5_B), 400, 120);
-    squash_inplace_one(c5, 120);
-    dense_forward_one(f6, c5, P(net, LENET_OFF_F6_W), P(net, LENET_OFF_F6_B), 120, 84);
-    squash_inplace_one(f6, 84);
-    if (net->head == LENET_HEAD_RBF)
-        rbf_forward_one(out, f6, P(net, LENET_OFF_OUT_W), 84, 10);
-    else
-        dense_forward_one(out, f6, P(net, LENET_OFF_OUT_W), P(net, LENET_OFF_OUT_B), 84, 10);
-}
-
-/* One image backward. d and dpre are (LENET_NACTS,) scratch buffers (gradients wrt each
- * layer's output and pre-activation); grad (LENET_NPARAMS,) accumulates. Returns the loss. */
-static float net_backward_one(float *restrict grad, float *restrict d, float *restrict dpre,
-                              const float *restrict acts, const lenet_net *net,
-                              const float *restrict x, int label, float scale)
-{
-    const float *c1 = acts + LENET_ACT_C1, *s2 = acts + LENET_ACT_S2, *c3 = acts + LENET_ACT_C3;
-    const float *s4 = acts + LENET_ACT_S4, *c5 = acts + LENET_ACT_C5, *f6 = acts + LENET_ACT_F6;
-    const float *out = acts + LENET_ACT_OUT;
-    float loss;
-
-    memset(d, 0, LENET_NACTS * sizeof(float));
-    memset(dpre, 0, LENET_NACTS * sizeof(float));
-    float *dout = dpre + LENET_ACT_OUT;
-    if (net->head == LENET_HEAD_RBF) {
-        loss = rbfloss_one(out, label, LENET_RBF_J, 10);
-        rbfloss_backward_one(dout, out, label, LENET_RBF_J, scale, 10);
-        rbf_backward_one(d + LENET_ACT_F6, dout, f6, P(net, LENET_OFF_OUT_W), 84, 10);
-    } else {
-        loss = xent_loss_one(out, label, 10);
-        xent_backward_one(dout, out, label, scale, 10);
-        dense_backward_one(d + LENET_ACT_F6, grad + LENET_OFF_OUT_W, grad + LENET_OFF_OUT_B, dout, f6,
-                           P(net, LENET_OFF_OUT_W), 84, 10);
-    }
-    squash_backward_one(dpre + LENET_ACT_F6, d + LENET_ACT_F6, f6, 84);
-    dense_backward_one(d + LENET_ACT_C5, grad + LENET_OFF_F6_W, grad + LENET_OFF_F6_B,
-                       dpre + LENET_ACT_F6, c5, P(net, LENET_OFF_F6_W), 120, 84);
-    squash_backward_one(dpre + LENET_ACT_C5, d + LENET_ACT_C5, c5, 120);
-    dense_backward_one(d + LENET_ACT_S4, grad + LENET_OFF_C5_W, grad + LENET_OFF_C5_B,
-                       dpre + LENET_ACT_C5, s4, P(net, LENET_OFF_C5_W), 400, 120);
-    squash_backward_one(dpre + LENET_ACT_S4, d + LENET_ACT_S4, s4, 400);
-    subsample_backward_one(d + LENET_ACT_C3, grad + LENET_OFF_S4_W, grad + LENET_OFF_S4_B,
-                           dpre + LENET_ACT_S4, c3, P(net, LENET_OFF_S4_W), 16, 10, 10);
-    squash_backward_one(dpre + LENET_ACT_C3, d + LENET_ACT_C3, c3, 1600);
-    c3_backward_one(d + LENET_ACT_S2, grad + LENET_OFF_C3_W, grad + LENET_OFF_C3_B,
-                    dpre + LENET_ACT_C3, s2, P(net, LENET_OFF_C3_W), net->c3_out, net->c3_in,
-                    LENET_C3_PAIRS, 16, 14, 14);
-    squash_backward_one(dpre + LENET_ACT_S2, d + LENET_ACT_S2, s2, 1176);
-    subsample_backward_one(d + LENET_ACT_C1, grad + LENET_OFF_S2_W, grad + LENET_OFF_S2_B,
-                           dpre + LENET_ACT_S2, c1, P(net, LENET_OFF_S2_W), 6, 28, 28);
-    squash_backward_one(dpre + LENET_ACT_C1, d + LENET_ACT_C1, c1, 4704);
-    conv5x5_backward_one(NULL, grad + LENET_OFF_C1_W, grad + LENET_OFF_C1_B, dpre + LENET_ACT_C1, x,
-                         P(net, LENET_OFF_C1_W), 1, 6, 32, 32);
-    return loss;
-}
-
 static int check_net(const lenet_net *net)
 {
     if (!net || !net->params || !net->c3_out || !net->c3_in) return LENET_ERR_NULL;
     if (net->head != LENET_HEAD_SOFTMAX && net->head != LENET_HEAD_RBF) return LENET_ERR_ARG;
+    if (!lenet_isa_supported(net->isa)) return LENET_ERR_ISA;
     for (int p = 0; p < LENET_C3_PAIRS; p++) {
         if (net->c3_out[p] < 0 || net->c3_out[p] >= 16 || net->c3_in[p] < 0 || net->c3_in[p] >= 6)
             return LENET_ERR_ARG;
@@ -109,16 +40,98 @@ static int clamp_threads(int nthreads)
 #endif
 }
 
+/* The SIMD kernel table of a variant; NULL for the portable one. */
+static const lenet_simd_kernels *simd_kernels(int isa)
+{
+    switch (isa) {
+#ifdef LENET_HAVE_AVX2
+    case LENET_ISA_AVX2: return &lenet_simd_kernels_avx2;
+#endif
+#ifdef LENET_HAVE_AVX512
+    case LENET_ISA_AVX512: return &lenet_simd_kernels_avx512;
+#endif
+    default: return NULL;
+    }
+}
+
+/* Per-thread scratch of the SIMD kernels, largest over the variants built, plus room to
+ * align its start to 64 bytes (callers' buffers are only float aligned). */
+#define ALIGN_SLACK 16
+static size_t simd_thread_floats(void)
+{
+    size_t m = 0;
+    for (int isa = 0; isa < LENET_NISA; isa++) {
+        const lenet_simd_kernels *k = simd_kernels(isa);
+        if (k && k->ws_floats + ALIGN_SLACK > m) m = k->ws_floats + ALIGN_SLACK;
+    }
+    return m;
+}
+
+static float *align64(float *p)
+{
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* 1 if none of x[0..n) is a NaN or an infinity (exponent bits all ones); vectorises. */
+static int all_finite(const float *restrict x, int64_t n)
+{
+    const uint32_t *u = (const uint32_t *)x;
+    uint32_t bad = 0;
+    for (int64_t k = 0; k < n; k++) bad |= (uint32_t)((u[k] & 0x7f800000u) == 0x7f800000u);
+    return !bad;
+}
+
 /* ------------------------------------------------------------------------ forward */
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 size_t lenet_forward_workspace_size(int nthreads)
 {
-    return (size_t)clamp_threads(nthreads) * LENET_NACTS;
+    return (size_t)clamp_threads(nthreads) * max_size(LENET_NACTS, simd_thread_floats());
 }
 
-int lenet_forward(float *restrict out, float *restrict acts, const lenet_net *net,
-                  const float *restrict x, int64_t N, int nthreads,
-                  float *restrict workspace, size_t workspace_floats)
+/* Work items: the full blocks of `lanes` images, then the leftover images one by one
+ * (forward_one; the same arithmetic, so an image's result does not depend on where it is). */
+static int forward_simd(const lenet_simd_kernels *k, float *restrict out, float *restrict acts,
+                        const lenet_net *net, const float *restrict x, int64_t N, int nthreads,
+                        int check_finite, float *restrict workspace, size_t per_thread)
+{
+    const int L = k->lanes;
+    const int64_t nblocks = N / L, items = nblocks + N % L;
+    int bad = 0;
+    if ((int64_t)nthreads > items) nthreads = (int)items;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(|: bad)
+#endif
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *ws = align64(workspace + (size_t)t * per_thread);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t lo = it < nblocks ? it * L : nblocks * L + (it - nblocks);
+            const int n = it < nblocks ? L : 1;
+            if (check_finite && !all_finite(x + lo * 1024, (int64_t)n * 1024)) {
+                bad = 1;
+                continue;
+            }
+            float *a = acts ? acts + lo * LENET_NACTS : NULL;
+            if (n == L)
+                k->forward_block(out + lo * 10, a, net, x + lo * 1024, n, ws);
+            else
+                k->forward_one(out + lo * 10, a, net, x + lo * 1024, ws);
+        }
+    }
+    return bad ? LENET_ERR_NONFINITE : LENET_OK;
+}
+
+int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet_net *net,
+                          const float *restrict x, int64_t N, int nthreads, int check_finite,
+                          float *restrict workspace, size_t workspace_floats)
 {
     int st = check_net(net);
     if (st) return st;
@@ -127,12 +140,20 @@ int lenet_forward(float *restrict out, float *restrict acts, const lenet_net *ne
     if (!out || !x) return LENET_ERR_NULL;
     nthreads = clamp_threads(nthreads);
     if ((int64_t)nthreads > N) nthreads = (int)N;
+    const lenet_simd_kernels *k = simd_kernels(net->isa);
+    if (k) {
+        const size_t per = simd_thread_floats();
+        if (!workspace) return LENET_ERR_NULL;
+        if (workspace_floats < (size_t)nthreads * per) return LENET_ERR_WORKSPACE;
+        return forward_simd(k, out, acts, net, x, N, nthreads, check_finite, workspace, per);
+    }
     if (!acts) {
         if (!workspace) return LENET_ERR_NULL;
-        if (workspace_floats < lenet_forward_workspace_size(nthreads)) return LENET_ERR_WORKSPACE;
+        if (workspace_floats < (size_t)nthreads * LENET_NACTS) return LENET_ERR_WORKSPACE;
     }
+    int bad = 0;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(|: bad)
 #endif
     {
         int t = 0;
@@ -144,27 +165,51 @@ int lenet_forward(float *restrict out, float *restrict acts, const lenet_net *ne
 #pragma omp for schedule(static)
 #endif
         for (int64_t n = 0; n < N; n++) {
+            if (check_finite && !all_finite(x + n * 1024, 1024)) {
+                bad = 1;
+                continue;
+            }
             float *a = acts ? acts + n * LENET_NACTS : mine;
             net_forward_one(a, net, x + n * 1024);
             memcpy(out + n * 10, a + LENET_ACT_OUT, 10 * sizeof(float));
         }
     }
-    return LENET_OK;
+    return bad ? LENET_ERR_NONFINITE : LENET_OK;
+}
+
+int lenet_forward(float *restrict out, float *restrict acts, const lenet_net *net,
+                  const float *restrict x, int64_t N, int nthreads,
+                  float *restrict workspace, size_t workspace_floats)
+{
+    return lenet_forward_checked(out, acts, net, x, N, nthreads, 0, workspace, workspace_floats);
 }
 
 /* ------------------------------------------------------------------------ gradients */
 
 #define LENET_MAX_GRAD_CHUNKS 8
 
+/* Gradients are summed in G partial sums, each over a fixed run of whole blocks of
+ * `lanes` images (lanes = 1 for the portable variant), then the partial sums are added in
+ * order: the result depends on N and the variant, never on the thread count. */
+static int grad_chunks(int64_t N, int lanes)
+{
+    const int64_t blocks = (N + lanes - 1) / lanes;
+    return N <= 0 ? 0 : (blocks < LENET_MAX_GRAD_CHUNKS ? (int)blocks : LENET_MAX_GRAD_CHUNKS);
+}
+
 int lenet_grad_chunks(int64_t N)
 {
-    return N <= 0 ? 0 : (N < LENET_MAX_GRAD_CHUNKS ? (int)N : LENET_MAX_GRAD_CHUNKS);
+    return grad_chunks(N, 1);  /* the most any variant uses */
+}
+
+static size_t grad_thread_floats(void)
+{
+    return max_size(3 * LENET_NACTS, simd_thread_floats());
 }
 
 size_t lenet_grad_workspace_size(int64_t N, int nthreads)
 {
-    return (size_t)lenet_grad_chunks(N) * LENET_NPARAMS
-         + (size_t)clamp_threads(nthreads) * 3 * LENET_NACTS;
+    return (size_t)lenet_grad_chunks(N) * LENET_NPARAMS + (size_t)clamp_threads(nthreads) * grad_thread_floats();
 }
 
 int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restrict out,
@@ -182,11 +227,13 @@ int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restric
     nthreads = clamp_threads(nthreads);
     if (workspace_floats < lenet_grad_workspace_size(N, nthreads)) return LENET_ERR_WORKSPACE;
 
-    /* Gradients are summed in G partial sums over fixed slices of the batch, then the
-     * partial sums are added in order: the result does not depend on the thread count. */
-    const int G = lenet_grad_chunks(N);
+    const lenet_simd_kernels *k = simd_kernels(net->isa);
+    const int L = k ? k->lanes : 1;
+    const int64_t blocks = (N + L - 1) / L;
+    const int G = grad_chunks(N, L);
+    const size_t per = grad_thread_floats();
     float *partial = workspace;
-    float *scratch = workspace + (size_t)G * LENET_NPARAMS;
+    float *scratch = workspace + (size_t)lenet_grad_chunks(N) * LENET_NPARAMS;
     if (nthreads > G) nthreads = G;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -196,29 +243,36 @@ int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restric
 #ifdef _OPENMP
         t = omp_get_thread_num();
 #endif
-        float *acts = scratch + (size_t)t * 3 * LENET_NACTS;
-        float *d = acts + LENET_NACTS, *dpre = d + LENET_NACTS;
+        float *ws = k ? align64(scratch + (size_t)t * per) : scratch + (size_t)t * per;
+        float *acts = ws, *d = acts + LENET_NACTS, *dpre = d + LENET_NACTS;
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (int g = 0; g < G; g++) {
             float *gg = partial + (size_t)g * LENET_NPARAMS;
             memset(gg, 0, LENET_NPARAMS * sizeof(float));
-            const int64_t lo = N * g / G, hi = N * (g + 1) / G;
-            for (int64_t n = lo; n < hi; n++) {
-                net_forward_one(acts, net, x + n * 1024);
-                const float l = net_backward_one(gg, d, dpre, acts, net, x + n * 1024, labels[n], scale);
-                if (losses) losses[n] = l;
-                if (out) memcpy(out + n * 10, acts + LENET_ACT_OUT, 10 * sizeof(float));
+            const int64_t blo = blocks * g / G, bhi = blocks * (g + 1) / G;
+            for (int64_t b = blo; b < bhi; b++) {
+                const int64_t lo = b * L;
+                const int n = (int)(N - lo < L ? N - lo : L);
+                if (k) {
+                    k->grad_block(gg, losses ? losses + lo : NULL, out ? out + lo * 10 : NULL, net,
+                                  x + lo * 1024, labels + lo, scale, n, ws);
+                    continue;
+                }
+                net_forward_one(acts, net, x + lo * 1024);
+                const float l = net_backward_one(gg, d, dpre, acts, net, x + lo * 1024, labels[lo], scale);
+                if (losses) losses[lo] = l;
+                if (out) memcpy(out + lo * 10, acts + LENET_ACT_OUT, 10 * sizeof(float));
             }
         }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (int64_t k = 0; k < LENET_NPARAMS; k++) {
+        for (int64_t i = 0; i < LENET_NPARAMS; i++) {
             float s = 0.0f;
-            for (int g = 0; g < G; g++) s += partial[(size_t)g * LENET_NPARAMS + k];
-            grad[k] += s;
+            for (int g = 0; g < G; g++) s += partial[(size_t)g * LENET_NPARAMS + i];
+            grad[i] += s;
         }
     }
     return LENET_OK;
@@ -226,10 +280,11 @@ int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restric
 
 /* ------------------------------------------------------------------------ Gauss-Newton */
 
-/* workspace: squared parameters, squared activations + input, acts, h, hpre */
+/* workspace: squared parameters, squared activations + input, acts, h, hpre, then the
+ * SIMD kernels' scratch (their forward_one fills acts) */
 size_t lenet_hessian_workspace_size(void)
 {
-    return (size_t)LENET_NPARAMS + (LENET_NACTS + 1024) + 3 * LENET_NACTS;
+    return (size_t)LENET_NPARAMS + (LENET_NACTS + 1024) + 3 * LENET_NACTS + simd_thread_floats();
 }
 
 int lenet_hessian_diag(float *restrict h, const lenet_net *net, const float *restrict x,
@@ -245,24 +300,30 @@ int lenet_hessian_diag(float *restrict h, const lenet_net *net, const float *res
     for (int64_t n = 0; n < N; n++)
         if (labels[n] < 0 || labels[n] > 9) return LENET_ERR_LABEL;
 
+    const lenet_simd_kernels *k = simd_kernels(net->isa);
     float *w2 = workspace;                      /* (NPARAMS,) squared weights */
     float *a2 = w2 + LENET_NPARAMS;             /* (NACTS + 1024,) squared acts, then input */
     float *acts = a2 + LENET_NACTS + 1024;      /* (NACTS,) */
     float *hd = acts + LENET_NACTS;             /* (NACTS,) wrt layer outputs */
     float *hp = hd + LENET_NACTS;               /* (NACTS,) wrt pre-activations */
+    float *kws = align64(hp + LENET_NACTS);     /* SIMD scratch */
     float *x2 = a2 + LENET_NACTS;
     const float *w = net->params;
-    for (int k = 0; k < LENET_NPARAMS; k++) w2[k] = w[k] * w[k];
+    for (int i = 0; i < LENET_NPARAMS; i++) w2[i] = w[i] * w[i];
 
     for (int64_t n = 0; n < N; n++) {
         const float *xn = x + n * 1024;
-        net_forward_one(acts, net, xn);
-        for (int k = 0; k < LENET_NACTS; k++) a2[k] = acts[k] * acts[k];
-        for (int k = 0; k < 1024; k++) x2[k] = xn[k] * xn[k];
+        if (k) {
+            float o[10];
+            k->forward_one(o, acts, net, xn, kws);
+        } else {
+            net_forward_one(acts, net, xn);
+        }
+        for (int i = 0; i < LENET_NACTS; i++) a2[i] = acts[i] * acts[i];
+        for (int i = 0; i < 1024; i++) x2[i] = xn[i] * xn[i];
         memset(hd, 0, 2 * LENET_NACTS * sizeof(float));
         const float *f6 = acts + LENET_ACT_F6, *y = acts + LENET_ACT_OUT;
         float *hout = hp + LENET_ACT_OUT;
-        const int label = labels[n];
         if (net->head == LENET_HEAD_RBF) {
             /* q_i = exp(-y_i) / (exp(-j) + sum exp(-y)); GN: h_y = q (1 - q);
              * h_x_j = 2 (the y_label term) + sum_i h_y_i (2 (x_j - w_ij))^2 */
@@ -272,13 +333,13 @@ int lenet_hessian_diag(float *restrict h, const lenet_net *net, const float *res
                 const double q = exp(-y[i] - lse);
                 hout[i] = (float)(q * (1.0 - q));
             }
-            for (int k = 0; k < 84; k++) {
+            for (int j = 0; j < 84; j++) {
                 float s = 2.0f;
                 for (int i = 0; i < 10; i++) {
-                    const float e = 2.0f * (f6[k] - proto[i * 84 + k]);
+                    const float e = 2.0f * (f6[j] - proto[i * 84 + j]);
                     s += hout[i] * e * e;
                 }
-                hd[LENET_ACT_F6 + k] = scale * s;
+                hd[LENET_ACT_F6 + j] = scale * s;
             }
         } else {
             float p[10];
@@ -316,16 +377,16 @@ int lenet_hessian_diag(float *restrict h, const lenet_net *net, const float *res
 
 size_t lenet_sdlm_workspace_size(void)
 {
-    return (size_t)LENET_NPARAMS + 3 * LENET_NACTS;
+    return (size_t)LENET_NPARAMS + max_size(3 * LENET_NACTS, simd_thread_floats());
 }
 
 int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32_t *restrict c3_out,
-                     const int32_t *restrict c3_in, int head, const float *restrict step,
+                     const int32_t *restrict c3_in, int head, int isa, const float *restrict step,
                      const float *restrict x, const int32_t *restrict labels,
                      const int64_t *restrict order, int64_t N, int64_t total,
                      float *restrict workspace, size_t workspace_floats)
 {
-    lenet_net net = {params, c3_out, c3_in, head};
+    lenet_net net = {params, c3_out, c3_in, head, isa};
     int st = check_net(&net);
     if (st) return st;
     if (N < 0 || total < 0) return LENET_ERR_SIZE;
@@ -336,15 +397,22 @@ int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32
         if (order[n] < 0 || order[n] >= total) return LENET_ERR_ARG;
         if (labels[order[n]] < 0 || labels[order[n]] > 9) return LENET_ERR_LABEL;
     }
+    const lenet_simd_kernels *k = simd_kernels(isa);
     float *g = workspace, *acts = g + LENET_NPARAMS;
     float *d = acts + LENET_NACTS, *dpre = d + LENET_NACTS;
+    float *kws = align64(acts);
     for (int64_t n = 0; n < N; n++) {
         const int64_t i = order[n];
+        float l;
         memset(g, 0, LENET_NPARAMS * sizeof(float));
-        net_forward_one(acts, &net, x + i * 1024);
-        const float l = net_backward_one(g, d, dpre, acts, &net, x + i * 1024, labels[i], 1.0f);
+        if (k) {
+            l = k->grad_one(g, NULL, &net, x + i * 1024, labels[i], 1.0f, kws);
+        } else {
+            net_forward_one(acts, &net, x + i * 1024);
+            l = net_backward_one(g, d, dpre, acts, &net, x + i * 1024, labels[i], 1.0f);
+        }
         if (losses) losses[n] = l;
-        for (int k = 0; k < LENET_NPARAMS; k++) params[k] -= step[k] * g[k];
+        for (int j = 0; j < LENET_NPARAMS; j++) params[j] -= step[j] * g[j];
     }
     return LENET_OK;
 }

@@ -10,6 +10,12 @@ cdef extern from "lenet.h" nogil:
         LENET_ERR_LABEL
         LENET_ERR_NULL
         LENET_ERR_WORKSPACE
+        LENET_ERR_ISA
+        LENET_ERR_NONFINITE
+        LENET_ISA_PORTABLE
+        LENET_ISA_AVX2
+        LENET_ISA_AVX512
+        LENET_NISA
         LENET_HEAD_SOFTMAX
         LENET_HEAD_RBF
         LENET_NPARAMS
@@ -41,6 +47,12 @@ cdef extern from "lenet.h" nogil:
         const int32_t *c3_out
         const int32_t *c3_in
         int head
+        int isa
+
+    int lenet_isa_compiled(int isa)
+    int lenet_isa_supported(int isa)
+    int lenet_best_isa()
+    const char *lenet_isa_name(int isa)
 
     int conv5x5_forward(float *out, const float *inp, const float *w, const float *b,
                         int64_t N, int C, int M, int H, int W, int nthreads)
@@ -83,6 +95,9 @@ cdef extern from "lenet.h" nogil:
     size_t lenet_forward_workspace_size(int nthreads)
     int lenet_forward(float *out, float *acts, const lenet_net *net, const float *x, int64_t N,
                       int nthreads, float *workspace, size_t workspace_floats)
+    int lenet_forward_checked(float *out, float *acts, const lenet_net *net, const float *x,
+                              int64_t N, int nthreads, int check_finite, float *workspace,
+                              size_t workspace_floats)
     size_t lenet_grad_workspace_size(int64_t N, int nthreads)
     int lenet_loss_grad(float *grad, float *losses, float *out, const lenet_net *net,
                         const float *x, const int32_t *labels, float scale, int64_t N,
@@ -92,6 +107,6 @@ cdef extern from "lenet.h" nogil:
                            float scale, int64_t N, float *workspace, size_t workspace_floats)
     size_t lenet_sdlm_workspace_size()
     int lenet_sdlm_epoch(float *params, float *losses, const int32_t *c3_out,
-                         const int32_t *c3_in, int head, const float *step, const float *x,
+                         const int32_t *c3_in, int head, int isa, const float *step, const float *x,
                          const int32_t *labels, const int64_t *order, int64_t N, int64_t total,
                          float *workspace, size_t workspace_floats)

@@ -6,7 +6,16 @@ non-zero C status into a Python exception.
 
 Forward wrappers take an optional ``out`` (so tests can pre-fill it with NaN); backward
 wrappers return freshly zeroed gradient arrays into which the C code accumulates.
+
+Instruction-set variants: the whole-network functions (forward, loss_grad, hessian_diag,
+sdlm_epoch) take ``isa=None`` -- one of ``available_isas()``; None means ``default_isa()``,
+chosen once at import: the fastest variant this CPU supports, or the one named by the
+environment variable LENET_NATIVE_ISA (portable | avx2 | avx512; an unknown, unbuilt or
+unsupported name makes the import fail with a ValueError saying why).
 """
+import os
+import threading
+
 import numpy as np
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
@@ -33,16 +42,86 @@ ACT_OFFSETS = {
     "output": (lib.LENET_ACT_OUT, lib.LENET_NACTS),
 }
 
+ISAS = tuple(lib.lenet_isa_name(i).decode() for i in range(lib.LENET_NISA))
+
+
+def compiled_isas():
+    """Names of the instruction-set variants built into this extension."""
+    return tuple(ISAS[i] for i in range(lib.LENET_NISA) if lib.lenet_isa_compiled(i))
+
+
+def available_isas():
+    """Names of the variants this CPU can run, slowest first ("portable" always)."""
+    return tuple(ISAS[i] for i in range(lib.LENET_NISA) if lib.lenet_isa_supported(i))
+
+
+def best_isa():
+    """The fastest variant this CPU can run (what default_isa() is without LENET_NATIVE_ISA)."""
+    return ISAS[lib.lenet_best_isa()]
+
+
+def _isa_code(name, where="isa"):
+    """Variant name -> C code; ValueError naming the problem for anything unusable."""
+    if not isinstance(name, str) or name.strip().lower() not in ISAS:
+        raise ValueError(f"{where}={name!r} is not an instruction-set variant; "
+                         f"choose one of {', '.join(ISAS)}")
+    code = ISAS.index(name.strip().lower())
+    if not lib.lenet_isa_compiled(code):
+        raise ValueError(f"{where}={name!r}: this build of lenet_native has no {ISAS[code]} variant "
+                         f"(built: {', '.join(compiled_isas())})")
+    if not lib.lenet_isa_supported(code):
+        raise ValueError(f"{where}={name!r}: this CPU does not support {ISAS[code]} "
+                         f"(available here: {', '.join(available_isas())})")
+    return code
+
+
+def _isa_from_environment():
+    env = os.environ.get("LENET_NATIVE_ISA", "")
+    if env.strip() == "" or env.strip().lower() in ("auto", "best"):
+        return lib.lenet_best_isa()
+    return _isa_code(env, "LENET_NATIVE_ISA")
+
+
+cdef int _default_isa = _isa_from_environment()
+
+
+def default_isa():
+    """The variant used when isa=None: LENET_NATIVE_ISA if set, else best_isa()."""
+    return ISAS[_default_isa]
+
+
+cdef int _resolve_isa(isa) except -1:
+    if isa is None:
+        return _default_isa
+    return _isa_code(isa)
+
+
+# Scratch buffers are cached per Python thread (a model may be shared between threads),
+# so repeated calls allocate nothing but their results.
+_tls = threading.local()
+
+
+cdef _scratch(str name, size_t n):
+    buf = getattr(_tls, name, None)
+    if buf is None or <size_t>buf.shape[0] < n:
+        buf = np.empty(max(n, 1), np.float32)
+        setattr(_tls, name, buf)
+    return buf
+
+
 _MESSAGES = {
     lib.LENET_ERR_SIZE: "a size is negative or inconsistent",
     lib.LENET_ERR_ARG: "an argument is out of its domain (head or C3 pair list)",
     lib.LENET_ERR_LABEL: "a label is outside 0..9",
     lib.LENET_ERR_NULL: "a required buffer is missing",
     lib.LENET_ERR_WORKSPACE: "the workspace is too small",
+    lib.LENET_ERR_ISA: "the instruction-set variant is not available on this CPU",
 }
 
 
 cdef int _check(int status, str where) except -1:
+    if status == lib.LENET_ERR_NONFINITE:
+        raise ValueError(f"{where}: input contains NaN or infinity (or a value too large for float32)")
     if status != lib.LENET_OK:
         raise ValueError(f"{where}: {_MESSAGES.get(status, 'unknown error')} (C status {status})")
     return 0
@@ -356,7 +435,7 @@ def sgd_step(float[::1] params, float[::1] velocity, const float[::1] grad,
 # --------------------------------------------------------------------------- whole network
 
 cdef lenet_net _net(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in,
-                    str head) except *:
+                    str head, isa) except *:
     if params.shape[0] != lib.LENET_NPARAMS or c3_out.shape[0] != 60 or c3_in.shape[0] != 60:
         raise ValueError("network: flat parameters must have 60850 entries and 60 C3 pairs")
     if head not in HEADS:
@@ -366,13 +445,16 @@ cdef lenet_net _net(const float[::1] params, const int32_t[::1] c3_out, const in
     net.c3_out = &c3_out[0]
     net.c3_in = &c3_in[0]
     net.head = HEADS[head]
+    net.isa = _resolve_isa(isa)
     return net
 
 
 def forward(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
-            const float[:, :, ::1] x, int threads=1, bint keep_activations=False, out=None):
-    """x (N,32,32) -> out (N,10); with keep_activations also (N, NACTS) every layer's output."""
-    cdef lenet_net net = _net(params, c3_out, c3_in, head)
+            const float[:, :, ::1] x, int threads=1, bint keep_activations=False, out=None,
+            isa=None, bint check_finite=False):
+    """x (N,32,32) -> out (N,10); with keep_activations also (N, NACTS) every layer's output.
+    check_finite: ValueError if x holds a NaN or an infinity (checked in C as it streams)."""
+    cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = x.shape[0]
     if x.shape[1] != 32 or x.shape[2] != 32:
         raise ValueError("forward: x must be (N, 32, 32)")
@@ -386,23 +468,22 @@ def forward(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::
         acts = acts_a
         actp = &acts[0, 0]
     cdef size_t wsz = lib.lenet_forward_workspace_size(threads)
-    ws_a = np.empty(wsz, np.float32)
-    cdef float[::1] ws = ws_a
+    cdef float[::1] ws = _scratch("forward", wsz)
     cdef int st
     if N == 0:
         return (res, acts_a) if keep_activations else res
     with nogil:
-        st = lib.lenet_forward(&o[0, 0], actp, &net, &x[0, 0, 0], N,
-                           threads, &ws[0], wsz)
+        st = lib.lenet_forward_checked(&o[0, 0], actp, &net, &x[0, 0, 0], N,
+                                       threads, check_finite, &ws[0], wsz)
     _check(st, "forward")
     return (res, acts_a) if keep_activations else res
 
 
 def loss_grad(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
               const float[:, :, ::1] x, const int32_t[::1] labels, float scale, int threads=1,
-              grad=None):
+              grad=None, isa=None):
     """-> (losses (N,), outputs (N,10), grad (NPARAMS,)); grad accumulates scale * d(sum loss)."""
-    cdef lenet_net net = _net(params, c3_out, c3_in, head)
+    cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = x.shape[0]
     if x.shape[1] != 32 or x.shape[2] != 32 or labels.shape[0] != N:
         raise ValueError("loss_grad: x must be (N, 32, 32) and labels (N,)")
@@ -416,8 +497,7 @@ def loss_grad(const float[::1] params, const int32_t[::1] c3_out, const int32_t[
     cdef float[::1] losses = losses_a
     cdef float[:, ::1] out = out_a
     cdef size_t wsz = lib.lenet_grad_workspace_size(N, threads)
-    ws_a = np.empty(max(wsz, 1), np.float32)
-    cdef float[::1] ws = ws_a
+    cdef float[::1] ws = _scratch("grad", wsz)
     cdef int st
     if N == 0:
         return losses_a, out_a, grad
@@ -430,17 +510,16 @@ def loss_grad(const float[::1] params, const int32_t[::1] c3_out, const int32_t[
 
 
 def hessian_diag(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in,
-                 str head, const float[:, :, ::1] x, const int32_t[::1] labels, float scale):
+                 str head, const float[:, :, ::1] x, const int32_t[::1] labels, float scale, isa=None):
     """Gauss-Newton diagonal: scale * sum over samples, flat (NPARAMS,)."""
-    cdef lenet_net net = _net(params, c3_out, c3_in, head)
+    cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = x.shape[0]
     if x.shape[1] != 32 or x.shape[2] != 32 or labels.shape[0] != N:
         raise ValueError("hessian_diag: x must be (N, 32, 32) and labels (N,)")
     h_a = np.zeros(lib.LENET_NPARAMS, np.float32)
     cdef float[::1] h = h_a
     cdef size_t wsz = lib.lenet_hessian_workspace_size()
-    ws_a = np.empty(wsz, np.float32)
-    cdef float[::1] ws = ws_a
+    cdef float[::1] ws = _scratch("hessian", wsz)
     cdef int st
     if N == 0:
         return h_a
@@ -453,23 +532,22 @@ def hessian_diag(const float[::1] params, const int32_t[::1] c3_out, const int32
 
 def sdlm_epoch(float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
                const float[::1] step, const float[:, :, ::1] x, const int32_t[::1] labels,
-               const int64_t[::1] order):
+               const int64_t[::1] order, isa=None):
     """One pass of per-sample updates params -= step * g over x[order]; -> per-sample losses."""
-    cdef lenet_net net = _net(params, c3_out, c3_in, head)
+    cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = order.shape[0], total = x.shape[0]
     if step.shape[0] != lib.LENET_NPARAMS or labels.shape[0] != total or x.shape[1] != 32 or x.shape[2] != 32:
         raise ValueError("sdlm_epoch: inconsistent shapes")
     losses_a = np.empty(N, np.float32)
     cdef float[::1] losses = losses_a
     cdef size_t wsz = lib.lenet_sdlm_workspace_size()
-    ws_a = np.empty(wsz, np.float32)
-    cdef float[::1] ws = ws_a
+    cdef float[::1] ws = _scratch("sdlm", wsz)
     cdef int st
     if N == 0:
         return losses_a
     with nogil:
         st = lib.lenet_sdlm_epoch(&params[0], &losses[0], &c3_out[0], &c3_in[0], net.head,
-                              &step[0], &x[0, 0, 0], &labels[0],
+                              net.isa, &step[0], &x[0, 0, 0], &labels[0],
                               &order[0], N, total, &ws[0], wsz)
     _check(st, "sdlm_epoch")
     return losses_a

@@ -432,6 +432,13 @@ def atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        try:  # mkstemp makes the file 0600: keep the replaced file's mode, else follow the umask
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            mask = os.umask(0o022)
+            os.umask(mask)
+            mode = 0o666 & ~mask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -439,6 +446,15 @@ def atomic_write(path: Path, write) -> None:
         except OSError:
             pass
         raise
+    if os.name == "posix":  # make the rename itself durable
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
 
 
 def validate_state(state: dict, head: str, source: str) -> None:
@@ -487,21 +503,47 @@ def read_weights(path):
         raise FileNotFoundError(f"{path}: no such weight file")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a .npz weight file (not a zip archive)")
+    import math
+    import zlib
+    from numpy.lib import format as npy
+
+    # Read the zip members ourselves, checking each .npy header BEFORE reading its data:
+    # an object array is refused unread (never unpickled) and a header lying about its size
+    # is refused before anything is allocated. Our own file handle is closed on every path.
+    state = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            names = list(z.files)
-            state = {}
-            for k in names:
-                try:
-                    state[k] = z[k]
-                except ValueError as exc:  # an object array would need pickle
-                    raise ValueError(f"{path}: array {k!r} cannot be loaded without pickle "
-                                     f"(object arrays are refused): {exc}") from None
+        with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
+            for info in zf.infolist():
+                k = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                if k in state:
+                    raise ValueError(f"{path}: array {k!r} appears twice")
+                with zf.open(info) as f:
+                    try:
+                        version = npy.read_magic(f)
+                        read_header = {(1, 0): npy.read_array_header_1_0,
+                                       (2, 0): npy.read_array_header_2_0}[version]
+                        shape, fortran, dtype = read_header(f)
+                    except (ValueError, KeyError, SyntaxError) as exc:
+                        raise ValueError(f"{path}: array {k!r} is not a readable .npy array "
+                                         f"({type(exc).__name__}: {exc})") from None
+                    if dtype.hasobject:
+                        raise ValueError(f"{path}: array {k!r} is an object array: refused, loading "
+                                         f"it would need pickle (which can run arbitrary code)")
+                    need, have = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+                    if need != have or need > 1 << 26:
+                        raise ValueError(f"{path}: array {k!r} is damaged: its header says {dtype} "
+                                         f"{shape} = {need} bytes, the file holds {have} bytes")
+                    data = f.read(need)  # reading to the end checks the CRC
+                    if len(data) != need:
+                        raise ValueError(f"{path}: array {k!r} is truncated")
+                a = np.frombuffer(bytearray(data), dtype=dtype) if need else np.zeros(0, dtype)
+                state[k] = a.reshape(shape[::-1]).T if fortran else a.reshape(shape)
     except ValueError as exc:
         if str(path) in str(exc):
             raise
         raise ValueError(f"{path}: cannot read the weight file: {exc}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, KeyError,
+            NotImplementedError, RuntimeError, zlib.error) as exc:
         raise ValueError(f"{path}: not a readable .npz weight file ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or not state:
         raise ValueError(f"{path}: not a .npz weight file (no arrays)")
@@ -512,7 +554,7 @@ def read_weights(path):
         raise ValueError(f"{path}: array 'meta' must be a 0-d unicode array holding JSON")
     try:
         meta = json.loads(str(meta_a))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: array 'meta' is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: array 'meta' must hold a JSON object")

@@ -1,0 +1,52 @@
+/*
+ * Internal interface between the drivers of network.c (argument checks, threads,
+ * workspace, the order of gradient sums) and the per-ISA kernels of simd_net.c, which is
+ * compiled once per instruction set with its own -m flags and a LENET_SIMD_* macro that
+ * renames its one exported symbol (lenet_simd_kernels_avx2, lenet_simd_kernels_avx512).
+ *
+ * Every kernel works on ONE image or ONE block of up to `lanes` images (images side by
+ * side in the vector lanes), out of the caller's workspace; no kernel allocates, threads or
+ * keeps state. For a given ISA, an image's outputs are bit-for-bit the same whether it goes
+ * through forward_one or through any lane of forward_block: every output element is the
+ * same sequence of float operations in both (the layouts differ, the arithmetic does not).
+ */
+#ifndef LENET_SIMD_API_H
+#define LENET_SIMD_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lenet.h"
+
+typedef struct {
+    int lanes;          /* images per block */
+    size_t ws_floats;   /* workspace (floats, 64-byte aligned start) any one kernel call needs */
+
+    /* One image. out (10,); acts (LENET_NACTS,) receives every layer's output, or NULL. */
+    void (*forward_one)(float *restrict out, float *restrict acts, const lenet_net *net,
+                        const float *restrict x, float *restrict ws);
+
+    /* n (1..lanes) images x (n, 32, 32) -> out (n, 10); acts (n, LENET_NACTS) or NULL. */
+    void (*forward_block)(float *restrict out, float *restrict acts, const lenet_net *net,
+                          const float *restrict x, int n, float *restrict ws);
+
+    /* n (1..lanes) images: grad (LENET_NPARAMS,) += scale * d(sum of losses)/dparams;
+     * losses (n,) and out (n, 10) receive the per-image loss and output (either may be NULL).
+     * labels are already checked. */
+    void (*grad_block)(float *restrict grad, float *restrict losses, float *restrict out,
+                       const lenet_net *net, const float *restrict x,
+                       const int32_t *restrict labels, float scale, int n, float *restrict ws);
+
+    /* One image, the same contract as grad_block with n = 1 (the SDLM per-sample step). */
+    float (*grad_one)(float *restrict grad, float *restrict out, const lenet_net *net,
+                      const float *restrict x, int label, float scale, float *restrict ws);
+} lenet_simd_kernels;
+
+#ifdef LENET_HAVE_AVX2
+extern const lenet_simd_kernels lenet_simd_kernels_avx2;
+#endif
+#ifdef LENET_HAVE_AVX512
+extern const lenet_simd_kernels lenet_simd_kernels_avx512;
+#endif
+
+#endif /* LENET_SIMD_API_H */

@@ -1,0 +1,172 @@
+"""``lenet-native demo``: the pretrained LeNet-5 on MNIST digits shipped with the package.
+
+Offline and in a few seconds: loads the pretrained model, classifies the 500 MNIST test
+digits in ``lenet_native/data/mnist_sample.npz``, prints the accuracy, draws a few digits
+in the terminal with the prediction and the true label, and times the native (C) and
+reference (NumPy) backends side by side. ``--data DIR`` evaluates on the full MNIST test
+set (10,000 digits) in DIR instead.
+
+    >>> from lenet_native.demo import load_sample
+    >>> images, labels = load_sample()       # uint8 (500, 28, 28), uint8 (500,)
+"""
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import time
+from importlib import resources
+
+import numpy as np
+
+from .images import RAMP, digit_lines
+
+__all__ = ["load_sample", "add_demo_arguments", "demo_main", "draw_digits", "SAMPLE_FILE"]
+
+SAMPLE_FILE = "mnist_sample.npz"
+
+
+def load_sample():
+    """The MNIST test digits shipped with the package (the first 500 of the test set):
+    ``(images uint8 (500, 28, 28), labels uint8 (500,))``."""
+    res = resources.files("lenet_native").joinpath("data", SAMPLE_FILE)
+    with resources.as_file(res) as path, np.load(path, allow_pickle=False) as z:
+        images, labels = z["images"], z["labels"]
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) \
+            or labels.shape != images.shape[:1]:
+        raise ValueError(f"{SAMPLE_FILE}: unexpected content {images.dtype} {images.shape}, "
+                         f"labels {labels.shape}")
+    return images, labels
+
+
+def draw_digits(digits, captions, width=None, ramp=RAMP) -> str:
+    """Digits side by side, as many per row as fit in ``width`` columns (default: the
+    terminal's, else 80), each with its caption underneath."""
+    if width is None:
+        width = shutil.get_terminal_size((80, 24)).columns
+    gap = "   "
+    per_row = max(1, (width + len(gap)) // (28 + len(gap)))
+    blocks = []
+    for start in range(0, len(digits), per_row):
+        group = list(range(start, min(start + per_row, len(digits))))
+        pics = [digit_lines(digits[i], ramp) for i in group]
+        lines = [gap.join(p[r] for p in pics).rstrip() for r in range(14)]
+        lines.append(gap.join(f"{captions[i]:<28.28}" for i in group).rstrip())
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def add_demo_arguments(parser) -> None:
+    """The options of ``lenet-native demo``."""
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="evaluate on the full MNIST test set in DIR (the IDX files) instead "
+                             "of the 500 digits shipped with the package")
+    parser.add_argument("--head", choices=("softmax", "rbf"), default="softmax",
+                        help="which pretrained model (default softmax)")
+    parser.add_argument("--weights", metavar="MODEL.npz", default=None,
+                        help="a weight file to demonstrate instead of the pretrained model")
+    parser.add_argument("--show", type=int, default=4, metavar="N",
+                        help="digits drawn in the terminal (default 4; 0 = none)")
+    parser.add_argument("--no-speed", action="store_true",
+                        help="skip the native / reference timing")
+    parser.add_argument("--repeats", type=int, default=25, metavar="N",
+                        help="repeats of the single-image timing (median; default 25)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of the C kernels (default: all CPUs)")
+
+
+def _time(fn, repeats, budget):
+    """Median seconds of fn() over up to ``repeats`` runs, stopping after ``budget`` s."""
+    times = []
+    start = time.perf_counter()
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget:
+            break
+    return statistics.median(times)
+
+
+def _provenance(model) -> str:
+    info = model.meta.get("pretrained") or {}
+    parts = []
+    if "test_error" in info:
+        parts.append(f"MNIST test error {100 * info['test_error']:.2f}%")
+    if "epochs" in info:
+        parts.append(f"{info['epochs']} epochs")
+    if info.get("distortions"):
+        parts.append("with distortions")
+    return ", ".join(parts)
+
+
+def demo_main(args, out=None) -> int:
+    """Run the demo; returns the exit code (0)."""
+    out = sys.stdout if out is None else out
+    t_start = time.perf_counter()
+    threads = getattr(args, "threads", None)
+    head = getattr(args, "head", "softmax")
+    weights = getattr(args, "weights", None)
+    if weights:
+        from .model import LeNet5
+        model = LeNet5.load(weights, threads=threads)
+        title = f"LeNet-5 from {weights} ({model.head} head)"
+    else:
+        from .pretrained import load_pretrained
+        model = load_pretrained(head, threads=threads)
+        title = f"LeNet-5, pretrained ({model.head} head)"
+    prov = _provenance(model)
+    print(title + (f": {prov}" if prov else ""), file=out)
+
+    data = getattr(args, "data", None)
+    if data:
+        from .datasets import load_mnist
+        images, labels = load_mnist(data, split="test")
+        where = f"the MNIST test set in {data}"
+    else:
+        images, labels = load_sample()
+        where = "the MNIST test digits shipped with lenet_native"
+    t0 = time.perf_counter()
+    proba = model.predict_proba(images)
+    t_eval = time.perf_counter() - t0
+    pred = proba.argmax(axis=1)
+    wrong = np.flatnonzero(pred != labels)
+    n = len(labels)
+    print(f"{n:,} digits from {where}: accuracy {100 * (n - len(wrong)) / n:.2f}% "
+          f"({len(wrong)} wrong, error {100 * len(wrong) / n:.2f}%) in {t_eval:.2f} s", file=out)
+
+    show = max(0, int(getattr(args, "show", 4) or 0))
+    if show:
+        # the first digits, with the first mistake (if any) among them
+        picks = list(range(min(show, n)))
+        if len(wrong) and wrong[0] not in picks:
+            picks[-1] = int(wrong[0])
+        captions = []
+        for i in picks:
+            mark = "" if pred[i] == labels[i] else " WRONG"
+            captions.append(f"#{i}: {pred[i]} ({100 * proba[i, pred[i]]:.0f}%) true {labels[i]}{mark}")
+        print("", file=out)
+        print(draw_digits(images[picks], captions), file=out)
+
+    if not getattr(args, "no_speed", False):
+        from .model import preprocess
+        repeats = max(1, int(getattr(args, "repeats", 25) or 1))
+        batch = preprocess(images[:500])
+        one = batch[:1]
+        print("", file=out)
+        print(f"speed ({model.threads} thread(s); batch of {len(batch)} digits, and one digit: "
+              f"median of up to {repeats} runs)", file=out)
+        print(f"  {'backend':<10}{'images/s':>12}{'latency':>12}", file=out)
+        rows = {}
+        for backend, budget in (("native", 1.0), ("reference", 2.0)):
+            model.forward(one, backend=backend)  # warm-up
+            tb = _time(lambda: model.forward(batch, backend=backend), max(1, repeats // 5), budget)
+            t1 = _time(lambda: model.forward(one, backend=backend), repeats, budget)
+            rows[backend] = (len(batch) / tb, t1)
+            print(f"  {backend:<10}{len(batch) / tb:>12,.0f}{1e3 * t1:>9.3f} ms", file=out)
+        ratio = rows["native"][0] / rows["reference"][0]
+        print(f"  native is {ratio:.1f}x the reference's throughput and "
+              f"{rows['reference'][1] / rows['native'][1]:.1f}x faster on one digit", file=out)
+    print(f"\n(demo took {time.perf_counter() - t_start:.1f} s; try `lenet-native predict "
+          f"FILE.png` on your own digits)", file=out)
+    return 0

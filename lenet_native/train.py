@@ -1,0 +1,629 @@
+"""Training LeNet-5: minibatch SGD with momentum, or the paper's stochastic diagonal
+Levenberg-Marquardt (SDLM), with per-epoch checkpoints, exact resume and clean Ctrl-C.
+
+    >>> from lenet_native import LeNet5, datasets
+    >>> from lenet_native.train import train, evaluate
+    >>> x, y = datasets.load_mnist(split="train"); xt, yt = datasets.load_mnist(split="test")
+    >>> model = LeNet5(head="softmax", seed=0)
+    >>> history = train(model, x, y, xt, yt, epochs=20, checkpoint="lenet5.npz")
+    >>> evaluate(model, xt, yt)["error"]
+
+Files written when ``checkpoint="run.npz"`` (all atomically: temporary file, fsync, rename):
+
+* ``run.npz``           the model (the interchange format of the design note); its meta
+                        holds the training state under ``meta["training"]``: epochs done,
+                        the history, the optimizer and its hyperparameters, the seed.
+* ``run.state.npz``     what resuming needs besides the weights: the SGD velocity, the
+                        epoch it belongs to and a SHA-256 of the weights it goes with.
+* ``run.history.json``  the per-epoch history (also readable while training runs).
+
+They are rewritten at the end of every epoch, state first and model second, with SIGINT
+deferred while they are written, so a Ctrl-C never leaves a half-written or mismatched set.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import numbers
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from .model import (_C3_IN, _C3_OUT, LeNet5, _as_images, _as_labels, _check_threads,
+                    atomic_write, trainable_mask)
+
+__all__ = ["train", "evaluate", "History", "checkpoint_paths", "lr_factor",
+           "OPTIMIZERS", "SCHEDULES", "DEFAULT_LR", "PAPER_ETA"]
+
+OPTIMIZERS = ("sgd", "sdlm")
+SCHEDULES = ("constant", "step", "cosine", "paper")
+
+# Base learning rates (lr of the first epoch), chosen by experiment on the full MNIST
+# (see the train() docstring). For SDLM, "lr" is eta of passes 1-2.
+DEFAULT_LR = {
+    ("sgd", "softmax"): 0.05,
+    ("sgd", "rbf"): 0.002,
+    ("sdlm", "softmax"): 0.0005,
+    ("sdlm", "rbf"): 0.00001,
+}
+DEFAULT_SCHEDULE = {"sgd": "cosine", "sdlm": "paper"}
+# The paper's eta for passes 1..20 (Appendix C): 0.0005 for passes 1-2, 0.0002 for 3-5,
+# 0.0001 for 6-8, 0.00005 for 9-12, 0.00001 after.
+PAPER_ETA = (0.0005,) * 2 + (0.0002,) * 3 + (0.0001,) * 3 + (0.00005,) * 4 + (0.00001,) * 8
+PAPER_MU = 0.02
+HESSIAN_SAMPLES = 500
+SDLM_SLICE = 2000           # samples per sdlm_epoch call (progress + Ctrl-C granularity)
+EVAL_BATCH = 2000
+HISTORY_FORMAT = "lenet_native.history"
+STATE_FORMAT = "lenet_native.train_state"
+
+
+# ----------------------------------------------------------------------------- public helpers
+
+
+class History(list):
+    """The per-epoch records (a list of dicts), plus ``interrupted``: True when training
+    stopped on Ctrl-C (KeyboardInterrupt) before the requested number of epochs, and
+    ``stopped_early``: True when ``on_epoch`` asked to stop."""
+
+    def __init__(self, records=(), interrupted=False, stopped_early=False):
+        super().__init__(records)
+        self.interrupted = bool(interrupted)
+        self.stopped_early = bool(stopped_early)
+
+    def __repr__(self):
+        return (f"History({list.__repr__(self)}, interrupted={self.interrupted}, "
+                f"stopped_early={self.stopped_early})")
+
+
+def checkpoint_paths(checkpoint) -> dict:
+    """The files of a checkpoint: {"model", "state", "history"}. ``run.npz`` (or ``run``)
+    -> run.npz, run.state.npz, run.history.json."""
+    p = Path(os.fspath(checkpoint))
+    base = p.with_suffix("") if p.suffix == ".npz" else p
+    model = p if p.suffix == ".npz" else p.with_name(p.name + ".npz")
+    return {"model": model,
+            "state": base.with_name(base.name + ".state.npz"),
+            "history": base.with_name(base.name + ".history.json")}
+
+
+def lr_factor(schedule, epoch: int, epochs: int) -> float:
+    """Multiplier of the base lr for ``epoch`` (0-based) of ``epochs``.
+
+    constant: 1.  step: 1, then x0.1 from 50% of the epochs and x0.01 from 75%.
+    cosine: 0.5 (1 + cos(pi epoch / epochs)).  paper: the ratios of the paper's SDLM
+    eta table (1, 1, .4, .4, .4, .2, .2, .2, .1 x4, .02 after).  A callable is called as
+    ``schedule(epoch, epochs)`` and must return a positive finite number.
+    """
+    if callable(schedule):
+        f = schedule(epoch, epochs)
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not math.isfinite(f) or f <= 0:
+            raise ValueError(f"lr_schedule({epoch}, {epochs}) returned {f!r}; "
+                             f"expected a positive finite number")
+        return float(f)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "step":
+        return 0.1 ** ((epoch >= epochs * 0.5) + (epoch >= epochs * 0.75))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    if schedule == "paper":
+        return PAPER_ETA[min(epoch, len(PAPER_ETA) - 1)] / PAPER_ETA[0]
+    raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, SCHEDULES))} or a "
+                     f"callable (epoch, epochs) -> factor; got {schedule!r}")
+
+
+def evaluate(model, images, labels, batch_size: int = EVAL_BATCH, threads=None) -> dict:
+    """Error rate and mean loss of ``model`` on a labelled set.
+
+    ``images``: uint8 MNIST digits (N, 28, 28) or preprocessed float input (N, 32, 32).
+    Returns ``{"error": fraction wrong, "loss": mean per-sample loss (the training loss of
+    the head), "n": N, "errors": number wrong, "seconds", "images_per_second"}``.
+    """
+    if not isinstance(model, LeNet5):
+        raise TypeError(f"evaluate: model must be a LeNet5, got {type(model).__name__}")
+    x = _as_images(images, "evaluate")
+    y = _as_labels(labels, x.shape[0], "evaluate")
+    batch_size = _check_int("batch_size", batch_size, 1)
+    threads = model.threads if threads is None else _check_threads(threads)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("evaluate: no images (the error rate of an empty set is undefined)")
+    return _evaluate(model, x, y, batch_size, threads)
+
+
+def _evaluate(model, x, y, batch_size, threads):
+    t0 = time.perf_counter()
+    errors = 0
+    loss_sum = 0.0
+    for lo in range(0, x.shape[0], batch_size):
+        out = _core.forward(model._flat, _C3_OUT, _C3_IN, model.head, x[lo:lo + batch_size], threads)
+        yb = y[lo:lo + batch_size]
+        losses, _ = _core.loss_forward_backward(model.head, out, yb, 1.0)
+        pred = out.argmin(axis=1) if model.head == "rbf" else out.argmax(axis=1)
+        errors += int(np.count_nonzero(pred != yb))
+        loss_sum += float(np.sum(losses, dtype=np.float64))
+    seconds = time.perf_counter() - t0
+    n = x.shape[0]
+    return {"error": errors / n, "loss": loss_sum / n, "n": n, "errors": errors,
+            "seconds": seconds, "images_per_second": n / seconds if seconds > 0 else float("inf")}
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def train(model, train_images, train_labels, test_images=None, test_labels=None, *,
+          epochs=20, optimizer="sgd", batch_size=64, lr=None, momentum=0.9, weight_decay=0.0,
+          lr_schedule=None, seed=0, threads=None, checkpoint=None, resume=False, progress=True,
+          distort=None, on_epoch=None, mu=PAPER_MU, hessian_samples=HESSIAN_SAMPLES) -> History:
+    """Train ``model`` in place; return the per-epoch :class:`History`.
+
+    Data: ``train_images`` uint8 MNIST digits (N, 28, 28), preprocessed once up front, or
+    float network input (N, 32, 32); labels integers 0..9. The test set is optional (both
+    or neither); without it ``test_error``/``test_loss`` are None.
+
+    optimizer="sgd": minibatch SGD with momentum (``v = momentum v + g + weight_decay w;
+    w -= lr v``) on the mean loss of each batch of ``batch_size``; the samples are shuffled
+    every epoch by ``numpy.random.default_rng([seed, epoch])``; the last batch of an epoch
+    may be smaller. The RBF prototypes are never trained (``trainable_mask``).
+    Defaults (found by experiment on the full MNIST, see the README): softmax head
+    lr=0.05, momentum 0.9, cosine decay over the epochs, batch 64; rbf head lr=0.002.
+
+    optimizer="sdlm": the paper's stochastic diagonal Levenberg-Marquardt, one update per
+    sample. Before each pass the Gauss-Newton diagonal h is estimated on ``hessian_samples``
+    (500) training samples drawn with the epoch's generator, and each parameter gets the
+    step eta / (mu + h) for the whole pass (0 for the fixed prototypes). eta follows the
+    paper's table (lr_schedule="paper": 0.0005 for passes 1-2, 0.0002 for 3-5, 0.0001 for
+    6-8, 0.00005 for 9-12, 0.00001 after; ``lr`` is the eta of passes 1-2, the others
+    scale with it), mu = 0.02. ``batch_size``, ``momentum`` are not used; ``weight_decay``
+    must be 0. The pass runs in slices of 2000 samples so progress is shown and Ctrl-C is
+    handled between slices. The C kernel of a pass is single-threaded (one update per
+    sample); ``threads`` is used for evaluation only.
+
+    ``lr``: None = the default above for (optimizer, head). ``lr_schedule``: "constant",
+    "step", "cosine", "paper" or a callable ``(epoch 0-based, epochs) -> factor``; the
+    lr of an epoch is ``lr * factor``; None = "cosine" for sgd, "paper" for sdlm.
+
+    Each history record: epoch (1-based), train_loss (mean per-sample loss over the epoch,
+    as the samples were trained on), train_error (sgd: error rate of the batches as they
+    were seen during the epoch, before their update; sdlm: error rate of the whole training
+    set after the pass, one extra forward pass, since the per-sample kernel returns only
+    losses), test_error, test_loss, seconds (training part of the epoch),
+    images_per_second, eval_seconds, lr, and for sdlm also eta, mu and h_mean (mean
+    Gauss-Newton h over the trained parameters).
+
+    ``seed``: the shuffling (and hessian-sample and distortion) seed; together with the
+    model's initial weights it fixes the run: the gradients are bit-identical whatever the
+    thread count, so the same seed gives bit-identical weights with any ``threads``.
+
+    ``checkpoint``: path of the model file written at the end of every epoch, with
+    ``<base>.state.npz`` and ``<base>.history.json`` beside it (see
+    :func:`checkpoint_paths`). ``resume=True`` reloads that checkpoint (weights, velocity,
+    history) into ``model`` and runs the remaining epochs: the result is bit-for-bit the
+    one of an uninterrupted run with the same arguments. It refuses (ValueError) if the
+    head, optimizer, hyperparameters, seed or training data differ; ``epochs`` may differ
+    (continue a finished run, say), which changes the lr schedule of the remaining epochs
+    for "cosine" and "step". Resuming with no checkpoint file is a FileNotFoundError.
+
+    Ctrl-C (KeyboardInterrupt) while training: the epoch in progress is abandoned, the
+    model is restored to the weights of the last completed epoch (the ones in the
+    checkpoint, or the initial weights), the history file is rewritten with
+    ``"interrupted": true``, and train RETURNS the history with ``history.interrupted ==
+    True`` (it does not re-raise). A SIGINT arriving while the checkpoint files are being
+    written is held until they are complete. On any other exception the model is also
+    restored to the last completed epoch and the exception propagates; the checkpoint of
+    that epoch stays intact. A diverged run (loss not finite) raises FloatingPointError.
+
+    ``progress``: a one-line ``\\r`` progress bar on stderr (epoch, percent, images/s,
+    running loss) if True and stderr is a terminal, or always if ``progress="force"``.
+
+    ``distort``: None, or ``distort(images float32 (B, 32, 32), rng) -> images`` of the same
+    shape, applied to each SGD batch / each SDLM slice with the epoch's generator (the
+    hessian estimate uses the undistorted samples).
+
+    ``on_epoch``: None or ``on_epoch(record, model)``, called after each epoch's checkpoint
+    is written; returning False stops training after that epoch
+    (``history.stopped_early``). A KeyboardInterrupt raised in it counts as Ctrl-C.
+    """
+    # ---- validation -----------------------------------------------------------------
+    if not isinstance(model, LeNet5):
+        raise TypeError(f"train: model must be a LeNet5, got {type(model).__name__}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"train: optimizer must be 'sgd' or 'sdlm'; got {optimizer!r}")
+    epochs = _check_int("epochs", epochs, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    seed = _check_int("seed", seed, 0)
+    hessian_samples = _check_int("hessian_samples", hessian_samples, 1)
+    if lr is None:
+        lr = DEFAULT_LR[(optimizer, model.head)]
+    lr = _check_real("lr", lr, positive=True)
+    momentum = _check_real("momentum", momentum)
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"train: momentum must be in [0, 1); got {momentum!r}")
+    weight_decay = _check_real("weight_decay", weight_decay)
+    if weight_decay < 0:
+        raise ValueError(f"train: weight_decay must be >= 0; got {weight_decay!r}")
+    if optimizer == "sdlm" and weight_decay != 0:
+        raise ValueError("train: weight_decay is not supported with optimizer='sdlm' (the paper "
+                         "uses none); set it to 0")
+    mu = _check_real("mu", mu)
+    if mu <= 0:
+        raise ValueError(f"train: mu must be > 0; got {mu!r}")
+    if lr_schedule is None:
+        lr_schedule = DEFAULT_SCHEDULE[optimizer]
+    if not callable(lr_schedule) and lr_schedule not in SCHEDULES:
+        raise ValueError(f"train: lr_schedule must be one of {', '.join(map(repr, SCHEDULES))} "
+                         f"or a callable (epoch, epochs) -> factor; got {lr_schedule!r}")
+    threads = model.threads if threads is None else _check_threads(threads)
+    if progress not in (True, False, "force"):
+        raise ValueError(f"train: progress must be True, False or 'force'; got {progress!r}")
+    if distort is not None and not callable(distort):
+        raise TypeError(f"train: distort must be None or a callable (images, rng) -> images; "
+                        f"got {type(distort).__name__}")
+    if on_epoch is not None and not callable(on_epoch):
+        raise TypeError(f"train: on_epoch must be None or a callable (record, model); "
+                        f"got {type(on_epoch).__name__}")
+    if not isinstance(resume, bool):
+        raise TypeError(f"train: resume must be True or False; got {resume!r}")
+    paths = None
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"train: checkpoint must be a path or None; got {type(checkpoint).__name__}")
+        paths = checkpoint_paths(checkpoint)
+        parent = paths["model"].parent
+        if not parent.is_dir():
+            raise FileNotFoundError(f"train: checkpoint folder {parent} does not exist")
+    if resume and paths is None:
+        raise ValueError("train: resume=True needs a checkpoint path")
+
+    x = _as_images(train_images, "train")
+    y = _as_labels(train_labels, x.shape[0], "train")
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("train: no training images")
+    if (test_images is None) != (test_labels is None):
+        raise ValueError("train: give both test_images and test_labels, or neither")
+    xt = yt = None
+    if test_images is not None:
+        xt = _as_images(test_images, "train (test set)")
+        yt = _as_labels(test_labels, xt.shape[0], "train (test set)")
+        if xt.shape[0] == 0:
+            raise ValueError("train: the test set is empty (pass None for no test set)")
+
+    config = {
+        "optimizer": optimizer, "head": model.head, "seed": seed, "lr": lr,
+        "lr_schedule": lr_schedule if isinstance(lr_schedule, str) else "callable",
+        "train_samples": n, "data_sha256": _data_digest(x, y),
+        "distort": None if distort is None else getattr(distort, "__qualname__", "callable"),
+    }
+    if optimizer == "sgd":
+        config.update(batch_size=batch_size, momentum=momentum, weight_decay=weight_decay)
+    else:
+        config.update(mu=mu, hessian_samples=min(hessian_samples, n))
+
+    # ---- state ----------------------------------------------------------------------
+    flat = model._flat
+    mask = trainable_mask(model.head)
+    velocity = np.zeros(_core.NPARAMS, dtype=np.float32)
+    history = History()
+    start = 0
+    if resume:
+        start, records, vel = _load_checkpoint(model, paths, config)
+        flat = model._flat
+        history.extend(records)
+        if vel is not None:
+            velocity[:] = vel
+    saved_flat = flat.copy()        # weights of the last completed epoch (rollback target)
+    saved_velocity = velocity.copy()
+
+    bar = _Progress(progress, epochs)
+    step_buf = np.zeros(_core.NPARAMS, dtype=np.float32)
+    grad = np.zeros(_core.NPARAMS, dtype=np.float32)
+    epoch = start
+    try:
+        for epoch in range(start, epochs):
+            rate = lr * lr_factor(lr_schedule, epoch, epochs)
+            rng = np.random.default_rng([seed, epoch])
+            if optimizer == "sgd":
+                record = _sgd_epoch(model, x, y, rng, rate, momentum, weight_decay, batch_size,
+                                    threads, mask, velocity, grad, distort, bar, epoch)
+            else:
+                record = _sdlm_epoch(model, x, y, rng, rate, mu, hessian_samples, mask, step_buf,
+                                     distort, bar, epoch)
+            bar.status(epoch, "evaluating")
+            t0 = time.perf_counter()
+            if optimizer == "sdlm":
+                record["train_error"] = _evaluate(model, x, y, EVAL_BATCH, threads)["error"]
+            if xt is not None:
+                ev = _evaluate(model, xt, yt, EVAL_BATCH, threads)
+                record["test_error"], record["test_loss"] = ev["error"], ev["loss"]
+            else:
+                record["test_error"] = record["test_loss"] = None
+            record["eval_seconds"] = time.perf_counter() - t0
+            if not np.isfinite(flat).all():
+                raise FloatingPointError(f"train: the weights are no longer finite after epoch "
+                                         f"{epoch + 1}; lower lr (was {rate:g})")
+            bar.clear()
+            history.append(record)
+            with _sigint_deferred():     # a Ctrl-C here lands after the epoch is committed
+                if paths is not None:
+                    _save_checkpoint(model, paths, config, epochs, history, velocity)
+                saved_flat[:] = flat
+                saved_velocity[:] = velocity
+            if on_epoch is not None and on_epoch(dict(record), model) is False:
+                history.stopped_early = True
+                break
+    except KeyboardInterrupt:
+        bar.clear()
+        flat[:] = saved_flat
+        velocity[:] = saved_velocity
+        history.interrupted = True
+        if paths is not None:
+            with _sigint_deferred():
+                _write_history(paths, config, epochs, history)
+        return history
+    except BaseException:
+        bar.clear()
+        flat[:] = saved_flat
+        raise
+    return history
+
+
+# ----------------------------------------------------------------------------- epochs
+
+
+def _sgd_epoch(model, x, y, rng, rate, momentum, decay, batch_size, threads, mask, velocity,
+               grad, distort, bar, epoch):
+    n = x.shape[0]
+    flat = model._flat
+    order = rng.permutation(n)
+    loss_sum = 0.0
+    errors = 0
+    t0 = time.perf_counter()
+    for lo in range(0, n, batch_size):
+        idx = order[lo:lo + batch_size]
+        xb = x[idx]
+        yb = y[idx]
+        if distort is not None:
+            xb = _distorted(distort, xb, rng)
+        grad.fill(0.0)
+        losses, out, _ = _core.loss_grad(flat, _C3_OUT, _C3_IN, model.head, xb, yb,
+                                         1.0 / len(idx), threads, grad)
+        batch_loss = float(np.sum(losses, dtype=np.float64))
+        if not math.isfinite(batch_loss):
+            raise FloatingPointError(f"train: the loss diverged (became {batch_loss}) in epoch "
+                                     f"{epoch + 1}; lower lr (was {rate:g})")
+        loss_sum += batch_loss
+        pred = out.argmin(axis=1) if model.head == "rbf" else out.argmax(axis=1)
+        errors += int(np.count_nonzero(pred != yb))
+        _core.sgd_step(flat, velocity, grad, mask, rate, momentum, decay)
+        done = lo + len(idx)
+        bar.update(epoch, done, n, done / max(time.perf_counter() - t0, 1e-9), loss_sum / done)
+    seconds = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_error": errors / n,
+            "seconds": seconds, "images_per_second": n / seconds, "lr": rate}
+
+
+def _sdlm_epoch(model, x, y, rng, eta, mu, hessian_samples, mask, step, distort, bar, epoch):
+    n = x.shape[0]
+    flat = model._flat
+    t0 = time.perf_counter()
+    k = min(hessian_samples, n)
+    hidx = np.sort(rng.choice(n, size=k, replace=False))
+    h = _core.hessian_diag(flat, _C3_OUT, _C3_IN, model.head, np.ascontiguousarray(x[hidx]),
+                           y[hidx], 1.0 / k)
+    np.divide(np.float32(eta), np.float32(mu) + h, out=step)
+    step[mask == 0] = 0.0
+    h_mean = float(np.mean(h[mask == 1], dtype=np.float64))
+    order = rng.permutation(n).astype(np.int64)
+    loss_sum = 0.0
+    for lo in range(0, n, SDLM_SLICE):
+        part = order[lo:lo + SDLM_SLICE]
+        if distort is None:
+            losses = _core.sdlm_epoch(flat, _C3_OUT, _C3_IN, model.head, step, x, y, part)
+        else:
+            xs = _distorted(distort, x[part], rng)
+            losses = _core.sdlm_epoch(flat, _C3_OUT, _C3_IN, model.head, step, xs, y[part],
+                                      np.arange(len(part), dtype=np.int64))
+        part_loss = float(np.sum(losses, dtype=np.float64))
+        if not math.isfinite(part_loss):
+            raise FloatingPointError(f"train: the loss diverged (became {part_loss}) in pass "
+                                     f"{epoch + 1}; lower lr/eta (was {eta:g})")
+        loss_sum += part_loss
+        done = lo + len(part)
+        bar.update(epoch, done, n, done / max(time.perf_counter() - t0, 1e-9), loss_sum / done)
+    seconds = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "train_loss": loss_sum / n, "seconds": seconds,
+            "images_per_second": n / seconds, "lr": eta, "eta": eta, "mu": mu, "h_mean": h_mean}
+
+
+def _distorted(distort, xb, rng):
+    out = distort(xb, rng)
+    a = np.asarray(out)
+    if a.shape != xb.shape:
+        raise ValueError(f"train: distort returned shape {a.shape} for a batch of shape {xb.shape}")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(f"train: distort must return float images; got dtype {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError("train: distort returned NaN or infinity")
+    return a
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _training_meta(config, epochs, history):
+    meta = dict(config)
+    meta.update(epochs=epochs, epochs_done=len(history), history=list(history),
+                interrupted=history.interrupted, stopped_early=history.stopped_early)
+    return meta
+
+
+def _write_history(paths, config, epochs, history):
+    doc = {"format": HISTORY_FORMAT, "version": 1, "model": paths["model"].name,
+           "training": {k: v for k, v in config.items()}, "epochs": epochs,
+           "epochs_done": len(history), "interrupted": history.interrupted,
+           "stopped_early": history.stopped_early, "history": list(history)}
+    text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write(paths["history"], lambda f: f.write(text.encode("utf-8")))
+
+
+def _save_checkpoint(model, paths, config, epochs, history, velocity):
+    digest = hashlib.sha256(model._flat.tobytes()).hexdigest()
+    state = {"format": np.array(STATE_FORMAT), "epoch": np.array(len(history), dtype=np.int64),
+             "params_sha256": np.array(digest), "velocity": velocity}
+    # state first, model second: a model file never points at a state it does not match
+    atomic_write(paths["state"], lambda f: np.savez(f, **state))
+    model.meta["training"] = _training_meta(config, epochs, history)
+    model.save(paths["model"])
+    _write_history(paths, config, epochs, history)
+
+
+def _load_checkpoint(model, paths, config):
+    """-> (epochs done, history records, velocity or None); loads the weights into model."""
+    mpath, spath = paths["model"], paths["state"]
+    if not mpath.exists():
+        raise FileNotFoundError(f"train: cannot resume: no checkpoint {mpath}")
+    saved = LeNet5.load(mpath, threads=model.threads)
+    meta = saved.meta.get("training")
+    if not isinstance(meta, dict) or "epochs_done" not in meta:
+        raise ValueError(f"train: cannot resume: {mpath} holds no training state "
+                         f"(not written by train(checkpoint=...))")
+    if saved.head != model.head:
+        raise ValueError(f"train: cannot resume: {mpath} is a {saved.head}-head model, "
+                         f"this one has the {model.head} head")
+    diffs = [f"{k}: checkpoint {meta.get(k)!r}, now {v!r}" for k, v in config.items()
+             if meta.get(k) != v and k != "head"]
+    if diffs:
+        raise ValueError(f"train: cannot resume from {mpath}: the run differs ("
+                         + "; ".join(diffs) + ")")
+    done = meta["epochs_done"]
+    records = meta.get("history", [])
+    if not isinstance(done, int) or done < 0 or not isinstance(records, list) or len(records) != done:
+        raise ValueError(f"train: cannot resume: {mpath} has an inconsistent training state")
+    if not spath.exists():
+        raise FileNotFoundError(f"train: cannot resume: the state file {spath} is missing")
+    try:
+        with np.load(spath, allow_pickle=False) as z:
+            st = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise ValueError(f"train: cannot resume: {spath} is not a readable state file "
+                         f"({type(exc).__name__}: {exc})") from None
+    if str(st.get("format", "")) != STATE_FORMAT:
+        raise ValueError(f"train: cannot resume: {spath} is not a lenet_native training state")
+    digest = hashlib.sha256(saved._flat.tobytes()).hexdigest()
+    if int(st.get("epoch", -1)) != done or str(st.get("params_sha256", "")) != digest:
+        raise ValueError(f"train: cannot resume: {spath} (epoch {int(st.get('epoch', -1))}) does "
+                         f"not belong to {mpath} (epoch {done})")
+    vel = st.get("velocity")
+    if vel is None or vel.shape != (_core.NPARAMS,) or vel.dtype != np.float32 or not np.isfinite(vel).all():
+        raise ValueError(f"train: cannot resume: {spath} has no valid velocity array")
+    model._flat[:] = saved._flat
+    model.meta = dict(saved.meta)
+    return done, records, vel
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold SIGINT (Ctrl-C) while the block runs, then deliver it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    except (ValueError, OSError):     # no signals here (embedded interpreter, say)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, None)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _data_digest(x, y) -> str:
+    h = hashlib.sha256()
+    h.update(np.asarray(x.shape, dtype=np.int64).tobytes())
+    h.update(memoryview(x).cast("B"))
+    h.update(y.tobytes())
+    return h.hexdigest()
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _check_real(name, value, positive=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0; got {value!r}")
+    return value
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most 10 times a second."""
+
+    WIDTH = 20
+
+    def __init__(self, progress, epochs, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        tty = False
+        try:
+            tty = bool(isatty()) if isatty is not None else False
+        except (ValueError, OSError):
+            tty = False
+        self.enabled = progress == "force" or (progress is True and tty)
+        self.epochs = epochs
+        self.last = 0.0
+        self.shown = 0
+
+    def _write(self, text):
+        pad = max(0, self.shown - len(text))
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+        self.shown = len(text)
+
+    def update(self, epoch, done, total, ips, loss):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        frac = done / total
+        fill = int(frac * self.WIDTH)
+        self._write(f"epoch {epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (self.WIDTH - fill)}] "
+                    f"{100 * frac:3.0f}% {ips:7.0f} img/s loss {loss:.4f}")
+
+    def status(self, epoch, what):
+        if self.enabled:
+            self._write(f"epoch {epoch + 1}/{self.epochs} {what}...")
+
+    def clear(self):
+        if self.enabled and self.shown:
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.flush()
+            self.shown = 0

@@ -1,0 +1,198 @@
+"""Tests of the lenet-native command line (lenet_native.cli), through main([...]) on tiny
+IDX files written with datasets.write_idx."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet_native import cli
+from lenet_native import train as T
+from lenet_native.datasets import MNIST_FILES, write_idx
+from lenet_native.model import LeNet5
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic(n, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 3 + 10 * (c // 4):9 + 10 * (c // 4), 2 + 6 * (c % 4):8 + 6 * (c % 4)] = 255
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mnist")
+    for split, n, seed in (("train", 96, 1), ("test", 40, 2)):
+        images, labels = synthetic(n, seed)
+        image_name, label_name = MNIST_FILES[split]
+        write_idx(d / image_name, images)
+        write_idx(d / label_name, labels)
+    return d
+
+
+def one_error_line(err):
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("lenet-native: error: ")
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def test_summary_rbf(capsys):
+    assert cli.main(["summary", "--head", "rbf"]) == 0
+    out = capsys.readouterr().out
+    assert "60,000" in out and "340,908" in out and "rbf" in out
+
+
+def test_summary_default_softmax(capsys):
+    assert cli.main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "softmax" in out and "60,850" in out
+
+
+# ----------------------------------------------------------------------------- train + eval
+
+
+def test_train_then_eval(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    code = cli.main(["train", "--data", str(mnist_dir), "--epochs", "2", "--optimizer", "sgd",
+                     "--head", "rbf", "--out", str(out), "--batch-size", "16", "--lr", "0.002",
+                     "--threads", "2", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = [l for l in captured.out.splitlines() if l.startswith("epoch")]
+    assert len(lines) == 2
+    for l in lines:
+        assert "loss" in l and "train err" in l and "test err" in l and "img/s" in l and " s " in l
+    assert captured.err == ""            # --no-progress
+    model = LeNet5.load(out)
+    assert model.head == "rbf" and model.meta["training"]["epochs_done"] == 2
+    doc = json.loads((tmp_path / "m.history.json").read_text())
+    assert len(doc["history"]) == 2 and doc["interrupted"] is False
+    assert (tmp_path / "m.state.npz").exists()
+
+    assert cli.main(["eval", str(out), "--data", str(mnist_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "test error" in text and "%" in text and "n=40" in text and "images/s" in text
+    err = float(text.split("test error")[1].split("%")[0])
+    assert err == pytest.approx(100 * doc["history"][-1]["test_error"])
+    assert cli.main(["eval", str(out), "--data", str(mnist_dir), "--split", "train"]) == 0
+    assert "n=96" in capsys.readouterr().out
+
+
+def test_train_sdlm_and_resume(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "s.npz"
+    base = ["train", "--data", str(mnist_dir), "--optimizer", "sdlm", "--head", "rbf",
+            "--out", str(out), "--no-progress", "--threads", "1"]
+    assert cli.main(base + ["--epochs", "1"]) == 0
+    assert cli.main(base + ["--epochs", "2", "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "resuming" in text and "epoch   2/2" in text
+    assert LeNet5.load(out).meta["training"]["epochs_done"] == 2
+
+
+def test_train_ctrl_c_exits_130_after_saving(mnist_dir, tmp_path, capsys, monkeypatch):
+    real = T._sgd_epoch
+
+    def epoch(*args, **kw):
+        if args[-1] == 1:            # the second epoch
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(T, "_sgd_epoch", epoch)
+    out = tmp_path / "m.npz"
+    code = cli.main(["train", "--data", str(mnist_dir), "--epochs", "3", "--out", str(out),
+                     "--no-progress", "--threads", "1"])
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" in err
+    assert LeNet5.load(out).meta["training"]["epochs_done"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "{tmp}/missing.npz", "--data", "{data}"],
+    ["eval", "{tmp}/garbage.npz", "--data", "{data}"],
+    ["eval", "{model}", "--data", "{tmp}/no_such_dir"],
+    ["eval", "{model}", "--data", "{tmp}/empty"],
+    ["train", "--data", "{tmp}/no_such_dir", "--out", "{tmp}/x.npz"],
+    ["train", "--data", "{data}", "--out", "{tmp}/no/such/dir/x.npz"],
+    ["train", "--data", "{data}", "--out", "{tmp}/new.npz", "--resume"],
+])
+def test_bad_paths_exit_2_with_one_line(argv, mnist_dir, tmp_path, capsys):
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    (tmp_path / "empty").mkdir()
+    model = tmp_path / "ok.npz"
+    LeNet5(seed=0).save(model)
+    argv = [a.format(tmp=tmp_path, data=mnist_dir, model=model) for a in argv]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    assert "Traceback" not in captured.err
+    assert str(tmp_path) in line or "no checkpoint" in line
+
+
+def test_corrupt_idx_file(mnist_dir, tmp_path, capsys):
+    import shutil
+    d = tmp_path / "data"
+    shutil.copytree(mnist_dir, d)
+    (d / MNIST_FILES["test"][0]).write_bytes(b"\x00\x00\x08\x03garbage")
+    model = tmp_path / "ok.npz"
+    LeNet5(seed=0).save(model)
+    assert cli.main(["eval", str(model), "--data", str(d)]) == 2
+    one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["frobnicate"], ["train", "--data", "x"], ["train", "--data", "x", "--out", "y",
+                                                   "--epochs", "0"],
+    ["summary", "--head", "sigmoid"], ["eval"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("summary", "train", "eval"):
+        assert name in out
+
+
+def test_register_a_subcommand(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+
+    @cli.subcommand("hello", help="say hello",
+                    arguments=lambda p: p.add_argument("--name", default="world"))
+    def hello(args):
+        print(f"hello {args.name}")
+
+    @cli.subcommand("fail", help="fail")
+    def fail(args):
+        raise cli.CommandError("it went\nwrong")
+
+    assert cli.main(["hello", "--name", "lenet"]) == 0
+    assert capsys.readouterr().out == "hello lenet\n"
+    assert cli.main(["fail"]) == 2
+    assert one_error_line(capsys.readouterr().err) == "lenet-native: error: it went wrong"
+
+
+def test_python_dash_m():
+    r = subprocess.run([sys.executable, "-m", "lenet_native", "summary", "--head", "rbf"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "340,908" in r.stdout

@@ -1,0 +1,198 @@
+"""Every instruction-set variant of the whole-network kernels (portable C, AVX2+FMA,
+AVX-512; see csrc/simd_net.c) that this CPU can run, against the NumPy reference; results
+independent of the thread count and of the batch an image comes in; and the errors for a
+variant that does not exist or that this CPU cannot run."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lenet_native as ln
+from lenet_native import _core, reference as ref
+from lenet_native.model import _C3_IN, _C3_OUT
+
+from conftest import big_random_state
+
+ISAS = _core.available_isas()
+HEADS = ["softmax", "rbf"]
+
+
+def make(head, seed=0, scale=3.0):
+    model = ln.LeNet5(head=head, seed=seed, threads=1)
+    model.load_state_dict(big_random_state(model, np.random.default_rng(seed + 100), scale))
+    return model
+
+
+def inputs(rng, n):
+    return ln.preprocess(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+
+
+def fwd(model, x, isa, threads=1, **kw):
+    return _core.forward(model._flat, _C3_OUT, _C3_IN, model.head, x, threads, isa=isa, **kw)
+
+
+def grad(model, x, y, isa, threads=1):
+    return _core.loss_grad(model._flat, _C3_OUT, _C3_IN, model.head, x, y.astype(np.int32),
+                           np.float32(1.0 / len(y)), threads, isa=isa)
+
+
+# ----------------------------------------------------------------------------- the variants
+
+def test_variant_lists():
+    assert ISAS[0] == "portable"
+    assert set(ISAS) <= set(_core.compiled_isas()) <= set(_core.ISAS)
+    assert _core.default_isa() in ISAS and _core.best_isa() in ISAS
+    assert _core.best_isa() == ISAS[-1]
+    if os.environ.get("LENET_NATIVE_ISA", "") in ("", "auto", "best"):
+        assert _core.default_isa() == _core.best_isa()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("n", [1, 5, 16, 37])
+def test_forward_matches_reference(isa, head, n):
+    model = make(head)
+    x = inputs(np.random.default_rng(n), n)
+    got = fwd(model, x, isa, threads=2)
+    want = ref.forward(model.state_dict(), x.astype(np.float64), head)
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("head", HEADS)
+def test_activations_match_reference_and_forward(isa, head):
+    model = make(head)
+    x = inputs(np.random.default_rng(3), 19)
+    out, acts = fwd(model, x, isa, threads=2, keep_activations=True)
+    np.testing.assert_array_equal(out, fwd(model, x, isa, threads=2))
+    np.testing.assert_array_equal(acts[:, _core.ACT_OFFSETS["output"][0]:], out)
+    want = ref.activations(model.state_dict(), x.astype(np.float64), head)
+    for name, (lo, hi) in _core.ACT_OFFSETS.items():
+        w = np.asarray(want[name]).reshape(len(x), -1)
+        np.testing.assert_allclose(acts[:, lo:hi], w, rtol=1e-4, atol=1e-4 * max(1, np.abs(w).max()),
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_forward_independent_of_threads_and_batch(isa):
+    """Bit-for-bit: any thread count, and an image alone or at any place in a batch
+    (whole blocks of lanes, leftovers)."""
+    model = make("softmax")
+    x = inputs(np.random.default_rng(4), 53)
+    base = fwd(model, x, isa, threads=1)
+    for threads in (2, 3, 7):
+        np.testing.assert_array_equal(fwd(model, x, isa, threads=threads), base)
+    for k in (0, 15, 16, 31, 50, 52):
+        np.testing.assert_array_equal(fwd(model, x[k:k + 1], isa), base[k:k + 1])
+    np.testing.assert_array_equal(fwd(model, x[3:40], isa, threads=2), base[3:40])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("n", [1, 7, 37])
+def test_loss_grad_matches_reference(isa, head, n):
+    model = make(head, scale=1.5)
+    rng = np.random.default_rng(10 + n)
+    x, y = inputs(rng, n), rng.integers(0, 10, n)
+    losses, out, g = grad(model, x, y, isa, threads=2)
+    rloss, rgrads = ref.loss_and_grad(model.state_dict(), x.astype(np.float64), y, head)
+    assert float(np.mean(losses, dtype=np.float64)) == pytest.approx(rloss, rel=1e-4, abs=1e-5)
+    np.testing.assert_array_equal(out, fwd(model, x, isa))
+    got = ln.model.unpack(g, head, trainable_only=True)
+    for k in rgrads:
+        scale = max(1e-3, float(np.abs(rgrads[k]).max()))
+        np.testing.assert_allclose(got[k], rgrads[k], rtol=1e-3, atol=2e-4 * scale, err_msg=k)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_loss_grad_independent_of_threads(isa):
+    model = make("softmax", scale=1.5)
+    rng = np.random.default_rng(12)
+    for n in (5, 64, 100):
+        x, y = inputs(rng, n), rng.integers(0, 10, n)
+        base = grad(model, x, y, isa, threads=1)
+        for threads in (2, 3):
+            for a, b in zip(grad(model, x, y, isa, threads=threads), base):
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("head", HEADS)
+def test_hessian_matches_reference(isa, head):
+    model = make(head, scale=1.5)
+    rng = np.random.default_rng(11)
+    x, y = inputs(rng, 4), rng.integers(0, 10, 4)
+    h = _core.hessian_diag(model._flat, _C3_OUT, _C3_IN, head, x, y.astype(np.int32), 0.25, isa=isa)
+    got = ln.model.unpack(h, head, trainable_only=True)
+    rh = ref.hessian_diag(model.state_dict(), x.astype(np.float64), y, head)
+    for k in rh:
+        assert (got[k] >= 0).all(), k
+        scale = max(1e-6, float(np.abs(rh[k]).max()))
+        np.testing.assert_allclose(got[k], rh[k], rtol=1e-3, atol=1e-4 * scale, err_msg=k)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("head", HEADS)
+def test_sdlm_epoch_is_per_sample_gradient_steps(isa, head):
+    """sdlm_epoch = one step p -= step * g per sample, g the sample's own gradient at the
+    current weights (checked against loss_grad of the same variant, one sample at a time)."""
+    model = make(head, scale=1.0)
+    rng = np.random.default_rng(13)
+    x, y = inputs(rng, 6), rng.integers(0, 10, 6).astype(np.int32)
+    step = np.full(_core.NPARAMS, 1e-3, np.float32) * ln.model.trainable_mask(head)
+    order = np.array([3, 0, 5, 5, 1], np.int64)
+    p = model._flat.copy()
+    losses = _core.sdlm_epoch(p, _C3_OUT, _C3_IN, head, step, x, y, order, isa=isa)
+    q = model._flat.copy()
+    for n, i in enumerate(order):
+        l, _, g = _core.loss_grad(q, _C3_OUT, _C3_IN, head, x[i:i + 1], y[i:i + 1], 1.0, isa=isa)
+        assert losses[n] == pytest.approx(l[0], rel=1e-5, abs=1e-6)
+        q -= step * g
+    np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- errors
+
+def test_unknown_variant_is_refused():
+    model = make("softmax")
+    x = inputs(np.random.default_rng(0), 1)
+    with pytest.raises(ValueError, match="not an instruction-set variant.*portable"):
+        fwd(model, x, "sse9")
+    with pytest.raises(ValueError, match="not an instruction-set variant"):
+        grad(model, x, np.zeros(1, np.int32), "")
+
+
+@pytest.mark.parametrize("isa", sorted(set(_core.ISAS) - set(ISAS)))
+def test_unsupported_variant_is_refused(isa):
+    model = make("softmax")
+    with pytest.raises(ValueError, match=isa):
+        fwd(model, inputs(np.random.default_rng(0), 1), isa)
+
+
+def _import_with(value):
+    env = dict(os.environ, LENET_NATIVE_ISA=value)
+    code = "from lenet_native import _core; print(_core.default_isa())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_environment_selects_the_variant(isa):
+    r = _import_with(isa)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == isa
+
+
+def test_environment_refuses_unknown_variant():
+    r = _import_with("avx1024")
+    assert r.returncode != 0
+    assert "LENET_NATIVE_ISA='avx1024' is not an instruction-set variant" in r.stderr
+    assert "portable" in r.stderr
+
+
+@pytest.mark.parametrize("isa", sorted(set(_core.ISAS) - set(ISAS)))
+def test_environment_refuses_unsupported_variant(isa):
+    r = _import_with(isa)
+    assert r.returncode != 0 and "LENET_NATIVE_ISA" in r.stderr and isa in r.stderr

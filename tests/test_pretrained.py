@@ -1,0 +1,82 @@
+"""The pretrained weights shipped in the package: loading, provenance, accuracy."""
+import time
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from conftest import MNIST_DIR
+from lenet_native import LeNet5
+from lenet_native.demo import load_sample
+from lenet_native.pretrained import available_heads, load_pretrained, pretrained_path
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_pretrained()
+
+
+def test_softmax_weights_are_shipped_and_small():
+    assert "softmax" in available_heads()
+    for head in available_heads():
+        f = resources.files("lenet_native").joinpath("data", f"lenet5_{head}.npz")
+        assert f.is_file()
+        assert len(f.read_bytes()) < 300_000
+
+
+def test_loads_as_a_lenet5_with_its_training_record(model):
+    assert isinstance(model, LeNet5) and model.head == "softmax"
+    info = model.meta["pretrained"]
+    assert info["test_error"] <= 0.008
+    assert "lenet-native train" in info["command"] and "--distort" in info["command"]
+    assert isinstance(info["seed"], int)
+    curve = info["test_error_per_epoch"]
+    assert len(curve) == info["epochs"] and curve[-1] == pytest.approx(info["test_error"])
+    with pretrained_path("softmax") as p:
+        again = LeNet5.load(p)
+    np.testing.assert_array_equal(again._flat, model._flat)
+
+
+def test_threads_argument():
+    assert load_pretrained(threads=1).threads == 1
+
+
+def test_unknown_or_missing_head_names_it():
+    with pytest.raises(ValueError, match="'linear'"):
+        load_pretrained("linear")
+    if "rbf" not in available_heads():
+        with pytest.raises(ValueError, match="'rbf' head"):
+            load_pretrained("rbf")
+
+
+def test_accuracy_on_the_shipped_sample(model):
+    images, labels = load_sample()
+    assert images.shape == (500, 28, 28) and images.dtype == np.uint8
+    t0 = time.perf_counter()
+    pred = model.predict(images)
+    assert time.perf_counter() - t0 < 5
+    assert np.mean(pred == labels) >= 0.99
+
+
+@pytest.mark.parametrize("head", ["softmax", "rbf"])
+def test_error_on_the_full_test_set(head):
+    if head not in available_heads():
+        pytest.skip(f"no pretrained {head} head shipped")
+    if not MNIST_DIR.is_dir():
+        pytest.skip("MNIST not present in ../shared/data/mnist")
+    from lenet_native.datasets import load_mnist
+    images, labels = load_mnist(MNIST_DIR, split="test")
+    m = load_pretrained(head)
+    err = np.mean(m.predict(images) != labels)
+    assert err <= 0.008, f"{head}: test error {100 * err:.2f}%"
+    assert err == pytest.approx(m.meta["pretrained"]["test_error"], abs=1e-9)
+
+
+def test_sample_is_the_start_of_the_mnist_test_set():
+    if not MNIST_DIR.is_dir():
+        pytest.skip("MNIST not present in ../shared/data/mnist")
+    from lenet_native.datasets import load_mnist
+    images, labels = load_mnist(MNIST_DIR, split="test")
+    s_img, s_lab = load_sample()
+    np.testing.assert_array_equal(s_img, images[:500])
+    np.testing.assert_array_equal(s_lab, labels[:500])
