@@ -81,6 +81,18 @@ static int all_finite(const float *restrict x, int64_t n)
     return !bad;
 }
 
+int lenet_squash_isa(float *out, const float *in, int64_t n, int isa)
+{
+    if (!lenet_isa_supported(isa)) return LENET_ERR_ISA;
+    if (n < 0) return LENET_ERR_SIZE;
+    if (n == 0) return LENET_OK;
+    if (!out || !in) return LENET_ERR_NULL;
+    const lenet_simd_kernels *k = simd_kernels(isa);
+    if (!k) return squash_forward(out, in, n);
+    k->squash(out, in, n);
+    return LENET_OK;
+}
+
 /* ------------------------------------------------------------------------ forward */
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }

@@ -71,6 +71,7 @@ cdef extern from "lenet.h" nogil:
     int subsample_backward2(float *hin, float *hcoef, float *hbias, const float *hout,
                             const float *inp, const float *coef, int64_t N, int C, int H, int W)
     int squash_forward(float *out, const float *inp, int64_t n)
+    int lenet_squash_isa(float *out, const float *inp, int64_t n, int isa)
     int squash_backward(float *din, const float *dout, const float *out, int64_t n)
     int squash_backward2(float *hin, const float *hout, const float *out, int64_t n)
     int dense_forward(float *out, const float *inp, const float *w, const float *b,

@@ -273,8 +273,10 @@ def subsample_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1]
     return dx_a, dc_a, dbias_a
 
 
-def squash_forward(const float[::1] a, out=None):
-    """f(a) = 1.7159 tanh(2a/3), element-wise over a flat array."""
+def squash_forward(const float[::1] a, out=None, isa="portable"):
+    """f(a) = 1.7159 tanh(2a/3), element-wise over a flat array; isa picks the variant's
+    vectorised tanh (default: the portable lenet_tanhf; None: default_isa())."""
+    cdef int code = _resolve_isa(isa)
     cdef int64_t n = a.shape[0]
     res = _out(out, (n,))
     cdef float[::1] o = res
@@ -282,7 +284,7 @@ def squash_forward(const float[::1] a, out=None):
     if n == 0:
         return res
     with nogil:
-        st = lib.squash_forward(&o[0], &a[0], n)
+        st = lib.lenet_squash_isa(&o[0], &a[0], n, code)
     _check(st, "squash_forward")
     return res
 

@@ -153,9 +153,10 @@ def to_mnist(image, *, where="image") -> np.ndarray:
     Steps (as MNIST was made): grey levels; the background level is the median of the
     image's border and the ink is what differs from it: if the background is brighter
     than the image on average (dark ink on light paper) the image is inverted. The
-    background is subtracted, with what is within 4 robust standard deviations (median
-    absolute deviation) of the border's level, and isolated specks above it, as noise, and a weak contrast stretched to 0..1. The bounding box of what remains is resampled
-    (area averaging / bilinear) so that its longer side is 20 pixels, preserving the
+    background is subtracted, taking as noise what lies within 4 robust standard
+    deviations (median absolute deviation) of the border's level and isolated specks
+    above it, and a weak contrast is stretched to 0..1. The bounding box of what remains
+    is resampled (area averaging / bilinear) so that its longer side is 20 pixels, preserving the
     aspect ratio, and placed in a 28x28 field with its centre of mass (rounded to whole
     pixels) at (14, 14), kept inside the field. A blank image gives all zeros.
     """

@@ -354,18 +354,24 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
             bar.clear()
             history.append(record)
             with _sigint_deferred():     # a Ctrl-C here lands after the epoch is committed
+                model.meta["training"] = _training_meta(config, epochs, history)
                 if paths is not None:
                     _save_checkpoint(model, paths, config, epochs, history, velocity)
                 saved_flat[:] = flat
                 saved_velocity[:] = velocity
             if on_epoch is not None and on_epoch(dict(record), model) is False:
                 history.stopped_early = True
+                model.meta["training"] = _training_meta(config, epochs, history)
+                if paths is not None:
+                    _write_history(paths, config, epochs, history)
                 break
     except KeyboardInterrupt:
         bar.clear()
         flat[:] = saved_flat
         velocity[:] = saved_velocity
         history.interrupted = True
+        if history:
+            model.meta["training"] = _training_meta(config, epochs, history)
         if paths is not None:
             with _sigint_deferred():
                 _write_history(paths, config, epochs, history)
@@ -483,7 +489,6 @@ def _save_checkpoint(model, paths, config, epochs, history, velocity):
              "params_sha256": np.array(digest), "velocity": velocity}
     # state first, model second: a model file never points at a state it does not match
     atomic_write(paths["state"], lambda f: np.savez(f, **state))
-    model.meta["training"] = _training_meta(config, epochs, history)
     model.save(paths["model"])
     _write_history(paths, config, epochs, history)
 

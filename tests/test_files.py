@@ -37,6 +37,14 @@ FLOAT_KEYS = {
     "softmax": sorted(SHAPES),
     "rbf": sorted([k for k in SHAPES if not k.startswith("out.")] + ["out.prototypes"]),
 }
+def child_env():
+    """Environment for a child Python process: it imports the same lenet_native as this one."""
+    env = dict(os.environ)
+    root = str(Path(ln.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -600,7 +608,8 @@ def test_sigkill_while_saving_leaves_a_complete_file(tmp_path):
     path = tmp_path / "m.npz"
     a, b = ln.LeNet5(seed=20), ln.LeNet5(seed=21)
     for delay in (0.05, 0.13, 0.31):
-        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
+                                env=child_env())
         try:
             assert proc.stdout.readline().strip() == b"ready"
             time.sleep(delay)

@@ -154,6 +154,29 @@ def test_sdlm_epoch_is_per_sample_gradient_steps(isa, head):
     np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_squash_error_bound(isa):
+    """Every variant's vectorised tanh stays within 4 float32 ulps of A tanh(S a) (the bound
+    of csrc/simd.h and csrc/layers_impl.h): densely over [-20, 20], every float around the
+    switch between its two formulas (|a| = 0.9375), and special values."""
+    around = np.float32(0.9375) + np.arange(-20000, 20001, dtype=np.float32) * np.spacing(np.float32(0.9375))
+    a = np.concatenate([np.linspace(-20, 20, 400_001), around, -around,
+                        [0.0, -0.0, 1e-30, -1e-30, 1e-45, 13.5, 26.0, 3e38, -3e38]]).astype(np.float32)
+    got = _core.squash_forward(a, isa=isa).astype(np.float64)
+    want = ref.A * np.tanh(ref.S * a.astype(np.float64))
+    ulp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - want) / ulp) <= 4.0
+    nz = a != 0
+    assert np.array_equal(np.signbit(got[nz]), np.signbit(a[nz]))
+    inf = _core.squash_forward(np.array([np.inf, -np.inf, np.nan], np.float32), isa=isa)
+    np.testing.assert_allclose(inf[:2], [ref.A, -ref.A], rtol=1e-6)
+    if isa != "portable":  # the SIMD variants propagate NaN (the portable one returns A)
+        assert np.isnan(inf[2])
+    # the same in place and at any length (vector tails)
+    for n in (1, 7, 17, 33):
+        np.testing.assert_array_equal(_core.squash_forward(a[:n], isa=isa), got[:n].astype(np.float32))
+
+
 # ----------------------------------------------------------------------------- errors
 
 def test_unknown_variant_is_refused():

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,14 @@ import pytest
 import lenet_native as ln
 
 from conftest import big_random_state
+
+def child_env():
+    """Environment for a child Python process: it imports the same lenet_native as this one."""
+    env = dict(os.environ)
+    root = str(Path(ln.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
 
 N_THREADS = 8
 ROUNDS = 6
@@ -215,5 +224,6 @@ FORK_CHILD = textwrap.dedent("""
 def test_forked_child_can_compute():
     """multiprocessing with the fork start method: a child forked after the parent used
     multi-threaded kernels must still compute (not hang)."""
-    proc = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120,
+                          env=child_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr

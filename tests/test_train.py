@@ -291,9 +291,20 @@ def test_divergence_is_reported(data):
     assert np.array_equal(model._flat, init)
 
 
-def test_on_epoch_can_stop_early(data):
-    _, h = run(data, epochs=3, on_epoch=lambda rec, m: False)
+def test_on_epoch_can_stop_early(data, tmp_path):
+    model, h = run(data, epochs=3, on_epoch=lambda rec, m: False, checkpoint=tmp_path / "m.npz")
     assert len(h) == 1 and h.stopped_early and not h.interrupted
+    doc = json.loads((tmp_path / "m.history.json").read_text())
+    assert doc["stopped_early"] is True and doc["epochs_done"] == 1
+    assert model.meta["training"]["stopped_early"] is True
+
+
+def test_training_recipe_kept_in_model_meta(data, tmp_path):
+    model, h = run(data, epochs=1, lr=0.01)
+    meta = model.meta["training"]
+    assert meta["lr"] == 0.01 and meta["epochs_done"] == 1 and meta["optimizer"] == "sgd"
+    model.save(tmp_path / "m.npz")
+    assert LeNet5.load(tmp_path / "m.npz").meta["training"]["history"] == list(h)
 
 
 def test_resume_refuses_a_different_run(data, tmp_path):
