@@ -85,16 +85,19 @@ static inline void dense_tile_##IB##_##MB(float *restrict out, int os, const flo
             for (int i = 0; i < IB; i++) acc[i][m] = vfma(wv, xv[i], acc[i][m]);                 \
         }                                                                                        \
     }                                                                                            \
-    for (int i = 0; i < IB; i++) {                                                               \
-        int m = 0;                                                                               \
-        for (; m + 4 <= MB; m += 4)                                                              \
-            _mm_storeu_ps(out + i * os + m, _mm_add_ps(vhsum4(acc[i][m], acc[i][m + 1],          \
-                                                              acc[i][m + 2], acc[i][m + 3]),     \
-                                                       _mm_loadu_ps(b + m)));                    \
-        for (; m < MB; m++) out[i * os + m] = vhsum(acc[i][m]) + b[m];                           \
-    }                                                                                            \
+    float r_[IB * MB + 3];                                                                       \
+    int t_ = 0;                                                                                  \
+    for (; t_ + 4 <= IB * MB; t_ += 4)                                                           \
+        _mm_storeu_ps(r_ + t_, vhsum4(acc[t_ / MB][t_ % MB], acc[(t_ + 1) / MB][(t_ + 1) % MB],   \
+                                      acc[(t_ + 2) / MB][(t_ + 2) % MB],                         \
+                                      acc[(t_ + 3) / MB][(t_ + 3) % MB]));                       \
+    for (; t_ < IB * MB; t_++) r_[t_] = vhsum(acc[t_ / MB][t_ % MB]);                            \
+    for (int i = 0; i < IB; i++)                                                                 \
+        for (int m = 0; m < MB; m++) out[i * os + m] = r_[i * MB + m] + b[m];                    \
 }
 
+/* blocks: tiles of DIB images x DMB outputs (measured best among 4x4, 4x6, 8x2 on AVX-512);
+ * one image: 1 x 8 */
 #if VL == 16
 #define DIB 4
 #define DMB 4
@@ -194,21 +197,24 @@ static void pool_one(float *restrict out, const float *restrict in, const float 
     squash_inplace(out, C * Ho * Wo);
 }
 
-/* C1 columns covered by each row vector (overlapping rather than masked) */
+/* C1 of one image: c1 (6, 28, 28) post-squash. xs (5, 32, 32) is scratch: xs[kj][r][t] =
+ * x[r][kj + t] (zeros past the row), so that every load of the taps loop is aligned. Each
+ * output row is 32 / VL vectors (columns 28..31 computed and dropped). */
 #if VL == 16
-#define C1_NV 2
 #define C1_MG 6
-static const int C1_JS[C1_NV] = {0, 12};
 #else
-#define C1_NV 4
 #define C1_MG 2
-static const int C1_JS[C1_NV] = {0, 8, 16, 20};
 #endif
-
-/* C1 of one image: c1 (6, 28, 28) post-squash */
-static void c1_one(float *restrict c1, const float *restrict x, const float *restrict w,
-                   const float *restrict b)
+#define C1_NV (32 / VL)
+static void c1_one(float *restrict c1, float *restrict xs, const float *restrict x,
+                   const float *restrict w, const float *restrict b)
 {
+    for (int kj = 0; kj < 5; kj++)
+        for (int r = 0; r < 32; r++)
+            for (int v = 0; v < C1_NV; v++) {
+                const int c0 = v * VL + kj, cnt = 32 - c0 < VL ? 32 - c0 : VL;
+                vstorea(xs + (kj * 32 + r) * 32 + v * VL, vload_first(x + r * 32 + c0, cnt));
+            }
     for (int m0 = 0; m0 < 6; m0 += C1_MG)
         for (int i = 0; i < 28; i++) {
             vf acc[C1_MG][C1_NV];
@@ -217,51 +223,63 @@ static void c1_one(float *restrict c1, const float *restrict x, const float *res
             for (int ki = 0; ki < 5; ki++)
                 for (int kj = 0; kj < 5; kj++) {
                     vf xv[C1_NV];
-                    for (int v = 0; v < C1_NV; v++) xv[v] = vload(x + (i + ki) * 32 + C1_JS[v] + kj);
+                    for (int v = 0; v < C1_NV; v++) xv[v] = vloada(xs + (kj * 32 + i + ki) * 32 + v * VL);
                     for (int m = 0; m < C1_MG; m++) {
                         const vf wv = vset1(w[(m0 + m) * 25 + ki * 5 + kj]);
                         for (int v = 0; v < C1_NV; v++) acc[m][v] = vfma(wv, xv[v], acc[m][v]);
                     }
                 }
             for (int m = 0; m < C1_MG; m++)
-                for (int v = 0; v < C1_NV; v++) vstore(c1 + (m0 + m) * 784 + i * 28 + C1_JS[v], acc[m][v]);
+                for (int v = 0; v < C1_NV; v++) {
+                    const int cnt = 28 - v * VL < VL ? 28 - v * VL : VL;
+                    if (cnt > 0) vstore_first(c1 + (m0 + m) * 784 + i * 28 + v * VL, acc[m][v], cnt);
+                }
         }
     squash_inplace(c1, 6 * 784);
 }
 
-/* C3 of one image on the row-major pixels of each S2 map: output position t = 14 i + j
- * (j < 10 are the real ones) reads s2[c][t + 14 ki + kj]; c3f (16, C3F) pre-activation. */
-#define C3F 144                     /* 10 rows of 14, rounded up to a multiple of 16 */
-#define C3_NV (C3F / VL)
-#define C3_G 9
-static void c3_one(float *restrict c3f, const float *restrict s2, const lenet_net *net)
+/* C3 of one image: c3 (16, 10, 10) pre-activation. ss (6, 5, 14, 16) is scratch:
+ * ss[c][kj][r][t] = s2[c][r][kj + t] (zeros past the row), so every load is aligned; each
+ * output row is 16 / VL vectors of which the first 10 columns are kept. */
+#define C3_NV (16 / VL)
+static void c3_one(float *restrict c3, float *restrict ss, const float *restrict s2,
+                   const lenet_net *net)
 {
     const float *w = P(net, LENET_OFF_C3_W), *b = P(net, LENET_OFF_C3_B);
+    for (int c = 0; c < 6; c++)
+        for (int kj = 0; kj < 5; kj++)
+            for (int r = 0; r < 14; r++)
+                for (int v = 0; v < C3_NV; v++) {
+                    const int c0 = v * VL + kj, cnt = 14 - c0 < VL ? 14 - c0 : VL;
+                    vstorea(ss + ((c * 5 + kj) * 14 + r) * 16 + v * VL,
+                            cnt > 0 ? vload_first(s2 + c * 196 + r * 14 + c0, cnt) : vzero());
+                }
     int first[17];
     c3_ranges(first, net->c3_out);
     for (int m = 0; m < 16; m++)
-        for (int g = 0; g < C3_NV; g += C3_G) {
-            vf acc[C3_G];
-            for (int a = 0; a < C3_G; a++) acc[a] = vset1(b[m]);
+        for (int v = 0; v < C3_NV; v++) {
+            vf acc[10];
+            for (int i = 0; i < 10; i++) acc[i] = vset1(b[m]);
             for (int q = first[m]; q < first[m + 1]; q++) {
-                const float *ip = s2 + net->c3_in[q] * 196 + g * VL;
+                const float *sc = ss + net->c3_in[q] * 5 * 14 * 16 + v * VL;
                 const float *wq = w + q * 25;
                 for (int ki = 0; ki < 5; ki++)
                     for (int kj = 0; kj < 5; kj++) {
                         const vf wv = vset1(wq[ki * 5 + kj]);
-                        for (int a = 0; a < C3_G; a++)
-                            acc[a] = vfma(wv, vload(ip + a * VL + ki * 14 + kj), acc[a]);
+                        const float *base = sc + (kj * 14 + ki) * 16;
+                        for (int i = 0; i < 10; i++) acc[i] = vfma(wv, vloada(base + i * 16), acc[i]);
                     }
             }
-            for (int a = 0; a < C3_G; a++) vstore(c3f + m * C3F + (g + a) * VL, acc[a]);
+            const int cnt = 10 - v * VL < VL ? 10 - v * VL : VL;
+            for (int i = 0; i < 10; i++) vstore_first(c3 + m * 100 + i * 10 + v * VL, acc[i], cnt);
         }
 }
 
 /* workspace of forward_one (floats) */
 #define O_C1 0
 #define O_S2 (O_C1 + RUP(4704 + PAD))
-#define O_C3F (O_S2 + RUP(1176 + PAD))
-#define O_C3 (O_C3F + 16 * C3F)
+#define O_XS (O_S2 + RUP(1176 + PAD))       /* (5, 32, 32) or (6, 5, 14, 16) scratch */
+#define O_C3 (O_XS + 6 * 5 * 14 * 16)
 #define O_S4 (O_C3 + RUP(1600 + PAD))
 #define O_C5 (O_S4 + RUP(400 + PAD))
 #define O_F6 (O_C5 + C5S)
@@ -271,13 +289,11 @@ static void c3_one(float *restrict c3f, const float *restrict s2, const lenet_ne
 static void forward_one(float *restrict out, float *restrict acts, const lenet_net *net,
                         const float *restrict x, float *restrict ws)
 {
-    float *c1 = ws + O_C1, *s2 = ws + O_S2, *c3f = ws + O_C3F, *c3 = ws + O_C3, *s4 = ws + O_S4;
+    float *c1 = ws + O_C1, *s2 = ws + O_S2, *xs = ws + O_XS, *c3 = ws + O_C3, *s4 = ws + O_S4;
     float *c5 = ws + O_C5, *f6 = ws + O_F6;
-    c1_one(c1, x, P(net, LENET_OFF_C1_W), P(net, LENET_OFF_C1_B));
+    c1_one(c1, xs, x, P(net, LENET_OFF_C1_W), P(net, LENET_OFF_C1_B));
     pool_one(s2, c1, P(net, LENET_OFF_S2_W), P(net, LENET_OFF_S2_B), 6, 28, 28);
-    c3_one(c3f, s2, net);
-    for (int m = 0; m < 16; m++)
-        for (int i = 0; i < 10; i++) memcpy(c3 + m * 100 + i * 10, c3f + m * C3F + i * 14, 10 * sizeof(float));
+    c3_one(c3, xs, s2, net);
     squash_inplace(c3, 1600);
     pool_one(s4, c3, P(net, LENET_OFF_S4_W), P(net, LENET_OFF_S4_B), 16, 10, 10);
     dense_layers(c5, f6, out, 10, s4, 400, 1, net);
@@ -440,8 +456,383 @@ static void forward_block(float *restrict out, float *restrict acts, const lenet
     }
 }
 
-/* ================================================================ training (portable for now) */
+/* ================================================================ training, in the lanes */
 
+/* d[i][k] *= f'(y[i][k]) for n rows of K (image-major, row strides ds, ys) */
+static void deriv_rows(float *restrict d, int ds, const float *restrict y, int ys, int n, int K)
+{
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        for (; k + VL <= K; k += VL)
+            vstore(d + i * ds + k, vmul(vload(d + i * ds + k), vsquash_deriv(vload(y + i * ys + k))));
+        if (k < K)
+            vstore_first(d + i * ds + k, vmul(vload_first(d + i * ds + k, K - k),
+                                              vsquash_deriv(vload_first(y + i * ys + k, K - k))), K - k);
+    }
+}
+
+/* dw (M, K) += sum_i d[i][m] in[i][k], db (M,) += sum_i d[i][m]; d (n, M) and in (n, K)
+ * image-major with row strides ds, is */
+static void dense_bwd_w(float *restrict dw, float *restrict db, const float *restrict d, int ds,
+                        const float *restrict in, int is, int n, int K, int M)
+{
+    for (int m = 0; m < M; m++) {
+        float t = 0.0f;
+        for (int i = 0; i < n; i++) t += d[i * ds + m];
+        db[m] += t;
+    }
+    int m = 0;
+    for (; m + 4 <= M; m += 4) {
+        int k = 0;
+        for (; k + 2 * VL <= K; k += 2 * VL) {
+            vf acc[4][2];
+            for (int a = 0; a < 4; a++) {
+                acc[a][0] = vload(dw + (m + a) * K + k);
+                acc[a][1] = vload(dw + (m + a) * K + k + VL);
+            }
+            for (int i = 0; i < n; i++) {
+                const vf x0 = vload(in + i * is + k), x1 = vload(in + i * is + k + VL);
+                for (int a = 0; a < 4; a++) {
+                    const vf dv = vset1(d[i * ds + m + a]);
+                    acc[a][0] = vfma(dv, x0, acc[a][0]);
+                    acc[a][1] = vfma(dv, x1, acc[a][1]);
+                }
+            }
+            for (int a = 0; a < 4; a++) {
+                vstore(dw + (m + a) * K + k, acc[a][0]);
+                vstore(dw + (m + a) * K + k + VL, acc[a][1]);
+            }
+        }
+        for (; k < K; k += VL) {
+            const int c = K - k < VL ? K - k : VL;
+            vf acc[4];
+            for (int a = 0; a < 4; a++) acc[a] = vload_first(dw + (m + a) * K + k, c);
+            for (int i = 0; i < n; i++) {
+                const vf x0 = vload_first(in + i * is + k, c);
+                for (int a = 0; a < 4; a++) acc[a] = vfma(vset1(d[i * ds + m + a]), x0, acc[a]);
+            }
+            for (int a = 0; a < 4; a++) vstore_first(dw + (m + a) * K + k, acc[a], c);
+        }
+    }
+    for (; m < M; m++)
+        for (int k = 0; k < K; k += VL) {
+            const int c = K - k < VL ? K - k : VL;
+            vf acc = vload_first(dw + m * K + k, c);
+            for (int i = 0; i < n; i++) acc = vfma(vset1(d[i * ds + m]), vload_first(in + i * is + k, c), acc);
+            vstore_first(dw + m * K + k, acc, c);
+        }
+}
+
+/* dx (n, K) = d (n, M) w (M, K), row strides xs, ds (overwrites dx). Tiles of BXI images x
+ * 2 chunks, so each weight row is read n / BXI times. */
+#if VL == 16
+#define BXI 8
+#else
+#define BXI 4
+#endif
+static void dense_bwd_x(float *restrict dx, int xs, const float *restrict d, int ds,
+                        const float *restrict w, int n, int K, int M)
+{
+    int i = 0;
+    for (; i + BXI <= n; i += BXI) {
+        int k = 0;
+        for (; k + 2 * VL <= K; k += 2 * VL) {
+            vf acc[BXI][2];
+            for (int a = 0; a < BXI; a++) acc[a][0] = acc[a][1] = vzero();
+            for (int m = 0; m < M; m++) {
+                const vf w0 = vload(w + m * K + k), w1 = vload(w + m * K + k + VL);
+                for (int a = 0; a < BXI; a++) {
+                    const vf dv = vset1(d[(i + a) * ds + m]);
+                    acc[a][0] = vfma(dv, w0, acc[a][0]);
+                    acc[a][1] = vfma(dv, w1, acc[a][1]);
+                }
+            }
+            for (int a = 0; a < BXI; a++) {
+                vstore(dx + (i + a) * xs + k, acc[a][0]);
+                vstore(dx + (i + a) * xs + k + VL, acc[a][1]);
+            }
+        }
+        for (; k < K; k += VL) {
+            const int c = K - k < VL ? K - k : VL;
+            vf acc[BXI];
+            for (int a = 0; a < BXI; a++) acc[a] = vzero();
+            for (int m = 0; m < M; m++) {
+                const vf w0 = vload_first(w + m * K + k, c);
+                for (int a = 0; a < BXI; a++) acc[a] = vfma(vset1(d[(i + a) * ds + m]), w0, acc[a]);
+            }
+            for (int a = 0; a < BXI; a++) vstore_first(dx + (i + a) * xs + k, acc[a], c);
+        }
+    }
+    for (; i < n; i++)
+        for (int k = 0; k < K; k += VL) {
+            const int c = K - k < VL ? K - k : VL;
+            vf acc0 = vzero(), acc1 = vzero();
+            int m = 0;
+            for (; m + 2 <= M; m += 2) {
+                acc0 = vfma(vset1(d[i * ds + m]), vload_first(w + m * K + k, c), acc0);
+                acc1 = vfma(vset1(d[i * ds + m + 1]), vload_first(w + (m + 1) * K + k, c), acc1);
+            }
+            if (m < M) acc0 = vfma(vset1(d[i * ds + m]), vload_first(w + m * K + k, c), acc0);
+            vstore_first(dx + i * xs + k, vadd(acc0, acc1), c);
+        }
+}
+
+/* Weight gradient of a 5x5 correlation in the lanes, NK kernel rows from k0:
+ *   acc[ki][kj] += sum_{y < Ho, x < Wo} d[y][x] in[y + ki][x + kj]   (ki = k0 .. k0+NK-1)
+ * d row y at d + y * ds, in row r at in + r * is (vectors of LN floats); Wo % XB == 0. */
+#define CORR_W(NAME, XB)                                                                         \
+static inline void NAME(vf *restrict acc, int k0, int NK, const float *restrict d, size_t ds,   \
+                        const float *restrict in, size_t is, int Ho, int Wo)                     \
+{                                                                                                \
+    vf a[2][5];                                                                                  \
+    for (int t = 0; t < NK; t++)                                                                 \
+        for (int kj = 0; kj < 5; kj++) a[t][kj] = acc[(k0 + t) * 5 + kj];                         \
+    for (int y = 0; y < Ho; y++)                                                                 \
+        for (int x0 = 0; x0 < Wo; x0 += XB) {                                                    \
+            vf dv[XB];                                                                           \
+            _Pragma("GCC unroll 16")                                                             \
+            for (int xx = 0; xx < XB; xx++) dv[xx] = vloada(d + y * ds + (x0 + xx) * LN);        \
+            for (int t = 0; t < NK; t++) {                                                       \
+                const float *ir = in + (y + k0 + t) * is + x0 * LN;                              \
+                _Pragma("GCC unroll 16")                                                         \
+                for (int q = 0; q < XB + 4; q++) {                                               \
+                    const vf sv = vloada(ir + q * LN);                                           \
+                    _Pragma("GCC unroll 5")                                                      \
+                    for (int kj = 0; kj < 5; kj++)                                               \
+                        if (q - kj >= 0 && q - kj < XB) a[t][kj] = vfma(dv[q - kj], sv, a[t][kj]); \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    for (int t = 0; t < NK; t++)                                                                 \
+        for (int kj = 0; kj < 5; kj++) acc[(k0 + t) * 5 + kj] = a[t][kj];                         \
+}
+
+#if VL == 16
+CORR_W(corr_w_c3, 10)
+CORR_W(corr_w_c1, 7)
+#else
+CORR_W(corr_w_c3, 5)
+CORR_W(corr_w_c1, 4)
+#endif
+
+/* dw[0..25) += the lane sums of acc[0..25) */
+static void add_hsums25(float *restrict dw, const vf *restrict acc)
+{
+    int k = 0;
+    for (; k + 4 <= 25; k += 4)
+        _mm_storeu_ps(dw + k, _mm_add_ps(_mm_loadu_ps(dw + k), vhsum4(acc[k], acc[k + 1], acc[k + 2], acc[k + 3])));
+    dw[24] += vhsum(acc[24]);
+}
+
+/* grad[0..25) += sum over the lanes and positions of d (Ho x Wo) correlated with in */
+#define CORR_GRAD(FN, grad, d, ds, in, is, Ho, Wo)                                               \
+    do {                                                                                         \
+        vf acc_[25];                                                                             \
+        for (int k_ = 0; k_ < 25; k_++) acc_[k_] = vzero();                                       \
+        FN(acc_, 0, 2, d, ds, in, is, Ho, Wo);                                                   \
+        FN(acc_, 2, 2, d, ds, in, is, Ho, Wo);                                                   \
+        FN(acc_, 4, 1, d, ds, in, is, Ho, Wo);                                                   \
+        add_hsums25(grad, acc_);                                                                 \
+    } while (0)
+
+/* Input gradient of C3 for S2 map c, row y, columns [x0, x0 + XB):
+ *   out[x] = sum over the pairs q reading map c (pair order), ki, kj:
+ *            w[q][ki][kj] d[m_q][y - ki][x - kj]   (valid indices only)
+ * d (16, 10, 10, LN) lanes, then times f'(S2) -> dpre (6, 14, 14, LN). */
+#if VL == 16
+#define DS2_XB 14
+#else
+#define DS2_XB 7
+#endif
+static inline void c3_bwd_x_row(float *restrict dpre, const float *restrict S2, const float *restrict d,
+                                const float *restrict w, const int *restrict pairs, int npairs,
+                                const int32_t *restrict pout, int c, int y, int x0)
+{
+    const int jlo = x0 - 4 < 0 ? 0 : x0 - 4;
+    vf acc[DS2_XB];
+    for (int xx = 0; xx < DS2_XB; xx++) acc[xx] = vzero();
+    for (int t = 0; t < npairs; t++) {
+        const int q = pairs[t];
+        for (int ki = 0; ki < 5; ki++) {
+            const int i = y - ki;
+            if (i < 0 || i >= 10) continue;
+            const float *dr = d + ((pout[q] * 10 + i) * 10) * LN;
+            vf dv[DS2_XB + 4 < 10 ? DS2_XB + 4 : 10];
+            _Pragma("GCC unroll 16")
+            for (int jj = 0; jj < (DS2_XB + 4 < 10 ? DS2_XB + 4 : 10); jj++)
+                if (jlo + jj < 10) dv[jj] = vloada(dr + (jlo + jj) * LN);
+            _Pragma("GCC unroll 5")
+            for (int kj = 0; kj < 5; kj++) {
+                const vf wv = vset1(w[q * 25 + ki * 5 + kj]);
+                _Pragma("GCC unroll 16")
+                for (int xx = 0; xx < DS2_XB; xx++) {
+                    const int j = x0 + xx - kj;
+                    if (j >= 0 && j < 10) acc[xx] = vfma(wv, dv[j - jlo], acc[xx]);
+                }
+            }
+        }
+    }
+    const float *sr = S2 + ((c * 14 + y) * 14 + x0) * LN;
+    float *pr = dpre + ((c * 14 + y) * 14 + x0) * LN;
+    for (int xx = 0; xx < DS2_XB; xx++)
+        vstorea(pr + xx * LN, vmul(acc[xx], vsquash_deriv(vloada(sr + xx * LN))));
+}
+
+/* Subsampling backward in the lanes, with the squash of the layer below: d (C, H/2, W/2, LN)
+ * gradient wrt the subsampling's pre-activation; y rows (C maps of H rows of W vectors, row
+ * r of map c at y + c * cs + r * rs) the squashed input, overwritten by the gradient wrt its
+ * pre-activation; coef/bias gradients accumulate into gc, gb. */
+static void pool_bwd_lanes(float *restrict y, size_t cs, size_t rs, const float *restrict d,
+                           const float *restrict coef, float *restrict gc, float *restrict gb,
+                           int C, int H, int W)
+{
+    const int Ho = H / 2, Wo = W / 2;
+    for (int c = 0; c < C; c++) {
+        const vf cf = vset1(coef[c]);
+        vf ac = vzero(), ab = vzero();
+        for (int r = 0; r < Ho; r++)
+            for (int q = 0; q < Wo; q++) {
+                const vf dv = vloada(d + ((c * Ho + r) * Wo + q) * LN);
+                float *p0 = y + c * cs + (2 * r) * rs + (2 * q) * LN, *p1 = p0 + rs;
+                const vf a = vloada(p0), b = vloada(p0 + LN), e = vloada(p1), f = vloada(p1 + LN);
+                ac = vfma(dv, vadd(vadd(a, b), vadd(e, f)), ac);
+                ab = vadd(ab, dv);
+                const vf g = vmul(cf, dv);
+                vstorea(p0, vmul(g, vsquash_deriv(a)));
+                vstorea(p0 + LN, vmul(g, vsquash_deriv(b)));
+                vstorea(p1, vmul(g, vsquash_deriv(e)));
+                vstorea(p1 + LN, vmul(g, vsquash_deriv(f)));
+            }
+        gc[c] += vhsum(ac);
+        gb[c] += vhsum(ab);
+    }
+}
+
+/* sum over the lanes and count vectors */
+static float lanes_sum(const float *restrict a, int count, size_t stride)
+{
+    vf acc0 = vzero(), acc1 = vzero();
+    int k = 0;
+    for (; k + 2 <= count; k += 2) {
+        acc0 = vadd(acc0, vloada(a + k * stride));
+        acc1 = vadd(acc1, vloada(a + (k + 1) * stride));
+    }
+    if (k < count) acc0 = vadd(acc0, vloada(a + k * stride));
+    return vhsum(vadd(acc0, acc1));
+}
+
+/* workspace of grad_block (floats) */
+#define T_X 0                               /* (32, 32, LN) */
+#define T_C1 (T_X + 1024 * LN)              /* (28 rows, 6, 28, LN), then its gradient */
+#define T_S2 (T_C1 + 4704 * LN)             /* (6, 14, 14, LN) */
+#define T_C3 (T_S2 + 1176 * LN)             /* (16, 10, 10, LN), then its gradient */
+#define T_S4 (T_C3 + 1600 * LN)             /* (16, 5, 5, LN) */
+#define T_S4T (T_S4 + 400 * LN)             /* (LN, 400) */
+#define T_C5 (T_S4T + 400 * LN)             /* (LN, C5S) */
+#define T_F6 (T_C5 + C5S * LN)              /* (LN, F6S) */
+#define T_OUT (T_F6 + F6S * LN)             /* (LN, OUTS) */
+#define T_DOUT (T_OUT + OUTS * LN)          /* (LN, OUTS) */
+#define T_DF6 (T_DOUT + OUTS * LN)          /* (LN, F6S) */
+#define T_DC5 (T_DF6 + F6S * LN)            /* (LN, C5S) */
+#define T_DS4T (T_DC5 + C5S * LN)           /* (LN, 400) */
+#define T_DS4 (T_DS4T + 400 * LN)           /* (16, 5, 5, LN) */
+#define T_DS2 (T_DS4 + 400 * LN)            /* (6, 14, 14, LN) */
+#define TRAIN_WS (T_DS2 + 1176 * LN)
+
+static void grad_block(float *restrict grad, float *restrict losses, float *restrict out,
+                       const lenet_net *net, const float *restrict x, const int32_t *restrict labels,
+                       float scale, int n, float *restrict ws)
+{
+    float *X = ws + T_X, *C1 = ws + T_C1, *S2 = ws + T_S2, *C3 = ws + T_C3, *S4 = ws + T_S4;
+    float *S4T = ws + T_S4T, *C5 = ws + T_C5, *F6 = ws + T_F6, *O = ws + T_OUT;
+    float *dO = ws + T_DOUT, *dF6 = ws + T_DF6, *dC5 = ws + T_DC5, *dS4T = ws + T_DS4T;
+    float *dS4 = ws + T_DS4, *dS2 = ws + T_DS2;
+
+    /* forward, keeping every layer */
+    conv_lanes(net, x, n, 1, X, C1, S2, C3, S4, NULL);
+    for (int k = 0; k < 400; k++)
+        for (int l = 0; l < n; l++) S4T[l * 400 + k] = S4[k * LN + l];
+    dense_layers(C5, F6, O, OUTS, S4T, 400, n, net);
+
+    /* the loss and its gradient wrt the head's output, per image */
+    for (int l = 0; l < n; l++) {
+        const float *o = O + l * OUTS;
+        float *d = dO + l * OUTS;
+        for (int m = 0; m < 10; m++) d[m] = 0.0f;
+        float loss;
+        if (net->head == LENET_HEAD_RBF) {
+            loss = rbfloss_one(o, labels[l], LENET_RBF_J, 10);
+            rbfloss_backward_one(d, o, labels[l], LENET_RBF_J, scale, 10);
+        } else {
+            loss = xent_loss_one(o, labels[l], 10);
+            xent_backward_one(d, o, labels[l], scale, 10);
+        }
+        if (losses) losses[l] = loss;
+        if (out) memcpy(out + l * 10, o, 10 * sizeof(float));
+    }
+
+    /* head, F6, C5: image-major */
+    if (net->head == LENET_HEAD_RBF) {
+        const float *proto = P(net, LENET_OFF_OUT_W);
+        for (int l = 0; l < n; l++)
+            for (int k = 0; k < 84; k += VL) {
+                const int c = 84 - k < VL ? 84 - k : VL;
+                const vf f = vload_first(F6 + l * F6S + k, c);
+                vf acc = vzero();
+                for (int m = 0; m < 10; m++)
+                    acc = vfma(vset1(2.0f * dO[l * OUTS + m]), vsub(f, vload_first(proto + m * 84 + k, c)), acc);
+                vstore_first(dF6 + l * F6S + k, acc, c);
+            }
+    } else {
+        dense_bwd_w(grad + LENET_OFF_OUT_W, grad + LENET_OFF_OUT_B, dO, OUTS, F6, F6S, n, 84, 10);
+        dense_bwd_x(dF6, F6S, dO, OUTS, P(net, LENET_OFF_OUT_W), n, 84, 10);
+    }
+    deriv_rows(dF6, F6S, F6, F6S, n, 84);
+    dense_bwd_w(grad + LENET_OFF_F6_W, grad + LENET_OFF_F6_B, dF6, F6S, C5, C5S, n, 120, 84);
+    dense_bwd_x(dC5, C5S, dF6, F6S, P(net, LENET_OFF_F6_W), n, 120, 84);
+    deriv_rows(dC5, C5S, C5, C5S, n, 120);
+    dense_bwd_w(grad + LENET_OFF_C5_W, grad + LENET_OFF_C5_B, dC5, C5S, S4T, 400, n, 400, 120);
+    dense_bwd_x(dS4T, 400, dC5, C5S, P(net, LENET_OFF_C5_W), n, 400, 120);
+    deriv_rows(dS4T, 400, S4T, 400, n, 400);
+    for (int k = 0; k < 400; k++) {
+        int l = 0;
+        for (; l < n; l++) dS4[k * LN + l] = dS4T[l * 400 + k];
+        for (; l < LN; l++) dS4[k * LN + l] = 0.0f;
+    }
+
+    /* S4 (and C3's squash): C3 becomes the gradient wrt its pre-activation */
+    pool_bwd_lanes(C3, 100 * LN, 10 * LN, dS4, P(net, LENET_OFF_S4_W),
+                   grad + LENET_OFF_S4_W, grad + LENET_OFF_S4_B, 16, 10, 10);
+
+    /* C3: bias, weights (per pair), input (per S2 map, with S2's squash) */
+    for (int m = 0; m < 16; m++) grad[LENET_OFF_C3_B + m] += lanes_sum(C3 + m * 100 * LN, 100, LN);
+    for (int q = 0; q < LENET_C3_PAIRS; q++)
+        CORR_GRAD(corr_w_c3, grad + LENET_OFF_C3_W + q * 25, C3 + net->c3_out[q] * 100 * LN, 10 * LN,
+                  S2 + net->c3_in[q] * 196 * LN, 14 * LN, 10, 10);
+    {
+        int pairs[6][LENET_C3_PAIRS], np[6] = {0};
+        for (int q = 0; q < LENET_C3_PAIRS; q++) pairs[net->c3_in[q]][np[net->c3_in[q]]++] = q;
+        const float *w3 = P(net, LENET_OFF_C3_W);
+        for (int c = 0; c < 6; c++)
+            for (int y = 0; y < 14; y++)
+                for (int x0 = 0; x0 < 14; x0 += DS2_XB)
+                    c3_bwd_x_row(dS2, S2, C3, w3, pairs[c], np[c], net->c3_out, c, y, x0);
+    }
+
+    /* S2 (and C1's squash): C1 becomes the gradient wrt its pre-activation */
+    pool_bwd_lanes(C1, 28 * LN, 168 * LN, dS2, P(net, LENET_OFF_S2_W),
+                   grad + LENET_OFF_S2_W, grad + LENET_OFF_S2_B, 6, 28, 28);
+
+    /* C1: bias and weights */
+    for (int m = 0; m < 6; m++) {
+        float t = 0.0f;
+        for (int i = 0; i < 28; i++) t += lanes_sum(C1 + (i * 168 + m * 28) * LN, 28, LN);
+        grad[LENET_OFF_C1_B + m] += t;
+        CORR_GRAD(corr_w_c1, grad + LENET_OFF_C1_W + m * 25, C1 + m * 28 * LN, 168 * LN, X, 32 * LN, 28, 28);
+    }
+}
+
+/* One image (SDLM): the spatial forward, then the portable backward */
 static float grad_one(float *restrict grad, float *restrict out, const lenet_net *net,
                       const float *restrict x, int label, float scale, float *restrict ws)
 {
@@ -450,16 +841,6 @@ static float grad_one(float *restrict grad, float *restrict out, const lenet_net
     forward_one(o, acts, net, x, dpre + RUP(LENET_NACTS));
     if (out) memcpy(out, o, 10 * sizeof(float));
     return net_backward_one(grad, d, dpre, acts, net, x, label, scale);
-}
-
-static void grad_block(float *restrict grad, float *restrict losses, float *restrict out,
-                       const lenet_net *net, const float *restrict x, const int32_t *restrict labels,
-                       float scale, int n, float *restrict ws)
-{
-    for (int i = 0; i < n; i++) {
-        const float l = grad_one(grad, out ? out + 10 * i : NULL, net, x + 1024 * i, labels[i], scale, ws);
-        if (losses) losses[i] = l;
-    }
 }
 
 static void squash_n(float *out, const float *in, int64_t n)
@@ -473,7 +854,7 @@ static void squash_n(float *out, const float *in, int64_t n)
 
 const lenet_simd_kernels LENET_SIMD_TABLE = {
     .lanes = LN,
-    .ws_floats = MAXF(BLOCK_WS, 3 * RUP(LENET_NACTS) + ONE_WS),
+    .ws_floats = MAXF(MAXF(BLOCK_WS, TRAIN_WS), 3 * RUP(LENET_NACTS) + ONE_WS),
     .forward_one = forward_one,
     .forward_block = forward_block,
     .grad_block = grad_block,

@@ -17,6 +17,7 @@ import os
 import threading
 
 import numpy as np
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
 from lenet_native cimport _clenet as lib
@@ -24,6 +25,7 @@ from lenet_native._clenet cimport lenet_net
 
 
 NPARAMS = lib.LENET_NPARAMS
+F32 = np.dtype(np.float32)   # the (singleton) dtype the kernels take, for cheap `is` checks
 NACTS = lib.LENET_NACTS
 HEADS = {"softmax": lib.LENET_HEAD_SOFTMAX, "rbf": lib.LENET_HEAD_RBF}
 PARAM_OFFSETS = {
@@ -107,6 +109,16 @@ cdef _scratch(str name, size_t n):
         buf = np.empty(max(n, 1), np.float32)
         setattr(_tls, name, buf)
     return buf
+
+
+cdef class _Scratch:
+    """A cached float buffer with its pointer already taken (see Net)."""
+    cdef float[::1] mem
+    cdef size_t n
+
+    def __cinit__(self, size_t n):
+        self.mem = np.empty(max(n, 1), np.float32)
+        self.n = n
 
 
 _MESSAGES = {
@@ -453,9 +465,10 @@ cdef lenet_net _net(const float[::1] params, const int32_t[::1] c3_out, const in
 
 def forward(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
             const float[:, :, ::1] x, int threads=1, bint keep_activations=False, out=None,
-            isa=None, bint check_finite=False):
+            isa=None, bint check_finite=False, str where="forward"):
     """x (N,32,32) -> out (N,10); with keep_activations also (N, NACTS) every layer's output.
-    check_finite: ValueError if x holds a NaN or an infinity (checked in C as it streams)."""
+    check_finite: ValueError "<where>: input contains NaN or infinity ..." if x holds one
+    (checked in C as the images stream through, no extra pass)."""
     cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = x.shape[0]
     if x.shape[1] != 32 or x.shape[2] != 32:
@@ -477,8 +490,65 @@ def forward(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::
     with nogil:
         st = lib.lenet_forward_checked(&o[0, 0], actp, &net, &x[0, 0, 0], N,
                                        threads, check_finite, &ws[0], wsz)
-    _check(st, "forward")
+    _check(st, where)
     return (res, acts_a) if keep_activations else res
+
+
+cdef class Net:
+    """A handle on one network for repeated forward passes (the model's single-image fast
+    path): the parameter and pair-list buffers are taken once and kept (so are the arrays),
+    the workspace is cached per Python thread. The parameters may change in place between
+    calls; a handle must be rebuilt when the parameter ARRAY is replaced (see .params)."""
+    cdef lenet_net net
+    cdef const float[::1] _params
+    cdef const int32_t[::1] _c3_out, _c3_in
+    cdef readonly object params, c3_out, c3_in, head, isa
+
+    def __init__(self, params, c3_out, c3_in, str head, isa=None):
+        self._params, self._c3_out, self._c3_in = params, c3_out, c3_in
+        self.net = _net(self._params, self._c3_out, self._c3_in, head, isa)
+        self.params, self.c3_out, self.c3_in, self.head = params, c3_out, c3_in, head
+        self.isa = ISAS[self.net.isa]
+
+    def __reduce__(self):
+        return (Net, (self.params, self.c3_out, self.c3_in, self.head, self.isa))
+
+    def forward(self, x, int threads=1, bint check_finite=True, str where="forward"):
+        """x, a C-contiguous native float32 (N, 32, 32) buffer -> (N, 10); None if x is not
+        one (the caller then converts it). check_finite/where as for forward()."""
+        cdef Py_buffer view
+        try:
+            PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except Exception:
+            return None
+        cdef bytes fmt
+        cdef int64_t N
+        try:
+            fmt = view.format if view.format != NULL else b"B"
+            if (view.ndim != 3 or view.itemsize != 4 or fmt not in (b"f", b"@f", b"=f")
+                    or view.shape[1] != 32 or view.shape[2] != 32):
+                return None
+            N = view.shape[0]
+            res = np.empty((N, 10), np.float32)
+            if N == 0:
+                return res
+            return self._run(<const float *>view.buf, N, res, threads, check_finite, where)
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef object _run(self, const float *x, int64_t N, res, int threads, bint check_finite, str where):
+        cdef float[:, ::1] o = res
+        cdef size_t wsz = lib.lenet_forward_workspace_size(threads)
+        cdef _Scratch sc = getattr(_tls, "net", None)
+        if sc is None or sc.n < wsz:
+            sc = _Scratch(wsz)
+            _tls.net = sc
+        cdef int st
+        with nogil:
+            st = lib.lenet_forward_checked(&o[0, 0], NULL, &self.net, x, N, threads, check_finite,
+                                           &sc.mem[0], wsz)
+        _check(st, where)
+        return res
 
 
 def loss_grad(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,

@@ -193,6 +193,10 @@ def warp_affine(images, A, t, *, background=BACKGROUND, displacement=None, out=N
     # source (x, y) = Ai @ (X - cx - tx, Y - cy - ty) + (cx, cy), +1 for the padding below
     off = -(Ai @ (t + [cx, cy])[:, :, None])[:, :, 0] + [cx + 1.0, cy + 1.0]
     f32 = np.float32
+    if displacement is None and not np.any(Ai[:, 1, 0]):
+        # the source row depends on the output row only (no rotation, no elastic field):
+        # bilinear sampling separates exactly into a vertical then a horizontal pass
+        return _warp_rows_then_columns(x, Ai, off, background, dtype, single)
     Ai32 = Ai.astype(f32)[:, :, :, None, None]  # (B, 2, 2, 1, 1)
     off32 = off.astype(f32)[:, :, None, None]
     gx = np.arange(W, dtype=f32)[None, None, :]
@@ -246,6 +250,55 @@ def warp_affine(images, A, t, *, background=BACKGROUND, displacement=None, out=N
     if out is not None:
         out[...] = res
         res = out
+    return res[0] if single else res
+
+
+def _warp_rows_then_columns(x, Ai, off, background, dtype, single):
+    """warp_affine for maps whose source row y = Ai11 Y + off_y depends on the output row
+    Y only (translation, scaling, squeezing, horizontal shear). Exact bilinear sampling in
+    two passes: rows blended vertically (whole rows gathered at once), then each output
+    row sampled horizontally at x = Ai00 X + Ai01 Y + off_x: two gathers per pixel, not four."""
+    f32 = np.float32
+    B, H, W = x.shape
+    Hp, Wp = H + 3, W + 3  # background: one row/column before, two after (see warp_affine)
+    gx = np.arange(W, dtype=f32)
+    gy = np.arange(H, dtype=f32)
+    ax = Ai[:, 0, 0].astype(f32)
+    # per image and output row: the source row (vertical pass) and the row's x offset
+    sy = Ai[:, 1, 1].astype(f32)[:, None] * gy + off[:, 1].astype(f32)[:, None]  # (B, H)
+    np.clip(sy, 0.0, H + 1.0, out=sy)
+    y0 = np.floor(sy)
+    fy = (sy - y0)[:, :, None]
+    row0 = y0.astype(np.intp) + (np.arange(B, dtype=np.intp) * Hp)[:, None]
+    xoff = Ai[:, 0, 1].astype(f32)[:, None] * gy + off[:, 0].astype(f32)[:, None]  # (B, H)
+    res = np.empty((B, H, W), dtype)
+    chunk = max(1, min(_CHUNK, (1 << 23) // (H * Wp)))
+    pad = np.full((min(B, chunk), Hp, Wp), background, dtype=f32)
+    rowbase = (np.arange(min(B, chunk) * H, dtype=f32) * Wp).reshape(-1, H, 1)
+    for lo in range(0, B, chunk):
+        hi = min(B, lo + chunk)
+        n = hi - lo
+        pad[:n, 1:H + 1, 1:W + 1] = x[lo:hi]
+        rows = pad.reshape(-1, Wp)
+        r = row0[lo:hi] - lo * Hp
+        t = rows[r]                       # (n, H, Wp): upper source rows
+        t1 = rows[r + 1]
+        t1 -= t
+        t1 *= fy[lo:hi]
+        t += t1                           # vertically blended rows
+        sx = ax[lo:hi, None, None] * gx + xoff[lo:hi, :, None]  # (n, H, W)
+        np.clip(sx, 0.0, W + 1.0, out=sx)
+        x0 = np.floor(sx)
+        sx -= x0
+        x0 += rowbase[:n]                 # exact in float32: < 2**23
+        idx = x0.astype(np.intp)
+        flat = t.reshape(-1)
+        v = flat.take(idx)
+        v1 = flat[1:].take(idx)
+        v1 -= v
+        v1 *= sx
+        v += v1
+        res[lo:hi] = v
     return res[0] if single else res
 
 

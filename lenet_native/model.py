@@ -110,40 +110,47 @@ def preprocess(images) -> np.ndarray:
     return x
 
 
-def _as_input(x, where="forward") -> np.ndarray:
-    """Validate preprocessed input: (N, 32, 32), (N, 1, 32, 32) or (32, 32), float, finite."""
-    if isinstance(x, np.ndarray):
-        a = x
+def _as_input(x, where="forward", finite=True) -> np.ndarray:
+    """Validate preprocessed input: (N, 32, 32), (N, 1, 32, 32) or (32, 32), float, finite.
+    finite=False leaves the NaN/infinity check to the caller (the native forward does it in C
+    while the images stream through: same error, no extra pass)."""
+    if (type(x) is np.ndarray and x.dtype is _core.F32 and x.ndim == 3
+            and x.shape[1] == 32 and x.shape[2] == 32 and x.flags.c_contiguous):
+        a = x  # already what the kernels take: no conversion, no copy
     else:
-        try:
-            a = np.asarray(x)
-        except Exception as exc:
-            raise TypeError(f"{where}: cannot convert input of type {type(x).__name__} to an array") from exc
-    if a.dtype == np.uint8:
-        raise TypeError(f"{where}: got uint8 input; raw MNIST digits go through preprocess() "
-                        f"(or use predict / predict_proba, which accept them)")
-    if not np.issubdtype(a.dtype, np.floating):
-        raise TypeError(f"{where}: input must be a float array (float16/32/64); got dtype {a.dtype}")
-    if a.ndim == 4 and a.shape[1] == 1:
-        a = a[:, 0]
-    elif a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3 or a.shape[1:] != (32, 32):
-        raise ValueError(f"{where}: input must have shape (N, 32, 32) or (N, 1, 32, 32); "
-                         f"got {np.shape(x)}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        a = np.ascontiguousarray(a, dtype=np.float32)
-    if not np.isfinite(a).all():
+        if isinstance(x, np.ndarray):
+            a = x
+        else:
+            try:
+                a = np.asarray(x)
+            except Exception as exc:
+                raise TypeError(f"{where}: cannot convert input of type {type(x).__name__} to an array") from exc
+        if a.dtype == np.uint8:
+            raise TypeError(f"{where}: got uint8 input; raw MNIST digits go through preprocess() "
+                            f"(or use predict / predict_proba, which accept them)")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"{where}: input must be a float array (float16/32/64); got dtype {a.dtype}")
+        if a.ndim == 4 and a.shape[1] == 1:
+            a = a[:, 0]
+        elif a.ndim == 2:
+            a = a[None]
+        if a.ndim != 3 or a.shape[1:] != (32, 32):
+            raise ValueError(f"{where}: input must have shape (N, 32, 32) or (N, 1, 32, 32); "
+                             f"got {np.shape(x)}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = np.ascontiguousarray(a, dtype=np.float32)
+    if finite and not np.isfinite(a).all():
         raise ValueError(f"{where}: input contains NaN or infinity (or a value too large for float32)")
     return a
 
 
-def _as_images(images, where):
-    """Raw uint8 28x28 digits or preprocessed 32x32 float input -> network input."""
+def _as_images(images, where, finite=True):
+    """Raw uint8 28x28 digits or preprocessed 32x32 float input -> network input
+    (finite: as for _as_input; preprocessed digits are always finite)."""
     a = images if isinstance(images, np.ndarray) else np.asarray(images)
     if a.dtype == np.uint8:
         return preprocess(a)
-    return _as_input(a, where)
+    return _as_input(a, where, finite)
 
 
 def _as_labels(labels, n, where):
@@ -292,12 +299,19 @@ class LeNet5:
     def forward(self, x, backend: str = "native") -> np.ndarray:
         """(N, 32, 32) or (N, 1, 32, 32) float input -> (N, 10) float32: the logits
         (softmax head) or the RBF distances y_i (rbf head)."""
+        if backend == "native":
+            # a handle on the parameters, rebuilt when the parameter array is replaced
+            net = self.__dict__.get("_native_net")
+            if net is None or net.params is not self._flat or net.head != self.head:
+                net = self.__dict__["_native_net"] = _core.Net(self._flat, _C3_OUT, _C3_IN, self.head)
+            # a C-contiguous float32 (N, 32, 32) goes straight through (the C code checks
+            # finiteness as it reads the images); anything else is converted first
+            out = net.forward(x, self._threads)
+            return out if out is not None else net.forward(_as_input(x, "forward", False), self._threads)
         _check_choice("backend", backend, BACKENDS)
         x = _as_input(x, "forward")
-        if backend == "reference":
-            from . import reference
-            return reference.forward(self.state_dict(), x, self.head).astype(np.float32)
-        return _core.forward(self._flat, _C3_OUT, _C3_IN, self.head, x, self._threads)
+        from . import reference
+        return reference.forward(self.state_dict(), x, self.head).astype(np.float32)
 
     __call__ = forward
 
@@ -318,14 +332,22 @@ class LeNet5:
 
     def predict_proba(self, images, backend: str = "native") -> np.ndarray:
         """Class probabilities (N, 10): softmax of the logits, or of -y for the RBF head."""
-        x = _as_images(images, "predict_proba")
-        out = self.forward(x, backend=backend)
+        if backend == "native":
+            out = _core.forward(self._flat, _C3_OUT, _C3_IN, self.head,
+                                _as_images(images, "predict_proba", False), self._threads,
+                                check_finite=True, where="predict_proba")
+        else:
+            out = self.forward(_as_images(images, "predict_proba"), backend=backend)
         return _core.softmax(out, -1.0 if self.head == "rbf" else 1.0)
 
     def predict(self, images, backend: str = "native") -> np.ndarray:
         """Class labels (N,) int64 of raw uint8 28x28 digits or preprocessed 32x32 input."""
-        x = _as_images(images, "predict")
-        out = self.forward(x, backend=backend)
+        if backend == "native":
+            out = _core.forward(self._flat, _C3_OUT, _C3_IN, self.head,
+                                _as_images(images, "predict", False), self._threads,
+                                check_finite=True, where="predict")
+        else:
+            out = self.forward(_as_images(images, "predict"), backend=backend)
         return (out.argmin(axis=1) if self.head == "rbf" else out.argmax(axis=1)).astype(np.int64)
 
     def loss_and_grad(self, x, labels, backend: str = "native"):

@@ -1,0 +1,352 @@
+"""Forward-pass throughput: lenet_native's C kernels against the NumPy reference and, when
+they are installed (optional extras ``torch``, ``onnxruntime`` + ``onnx``), PyTorch and ONNX
+Runtime -- all on the SAME weights in the same run, after checking that their outputs agree.
+
+    >>> from lenet_native.bench import run_bench
+    >>> print(run_bench(batches=(1, 64, 1024)))
+
+PyTorch runs an equivalent ``nn.Module`` (C3 as a masked dense convolution, the trainable
+subsampling as ``avg_pool2d * 4 * coef + bias``); ONNX Runtime runs that module exported by
+``torch.onnx.export`` or, without PyTorch, the same graph built with the ``onnx`` helper API.
+The command line is ``lenet-native bench`` (see add_bench_arguments / bench_main).
+"""
+from __future__ import annotations
+
+import json as _json
+import os
+import platform
+import time
+
+import numpy as np
+
+from . import _core, reference
+from .model import C3_TABLE, LeNet5, preprocess
+
+__all__ = ["ENGINES", "run_bench", "measure", "add_bench_arguments", "bench_main"]
+
+ENGINES = ("native", "reference", "torch", "onnxruntime")
+DEFAULT_BATCHES = (1, 64, 1024, 10000)
+
+
+# ----------------------------------------------------------------------------- engines
+
+def _torch_module(state, head):
+    """An nn.Module computing exactly the LeNet-5 of the design note from `state`."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    A, S = float(reference.A), float(reference.S)
+
+    def t(name):
+        return torch.from_numpy(np.ascontiguousarray(state[name], dtype=np.float32))
+
+    class Subsample(nn.Module):
+        """out = coef * (sum of each 2x2 block) + bias = avg_pool * 4 * coef + bias"""
+
+        def __init__(self, coef, bias):
+            super().__init__()
+            self.coef = nn.Parameter(coef.view(1, -1, 1, 1))
+            self.bias = nn.Parameter(bias.view(1, -1, 1, 1))
+
+        def forward(self, x):
+            return F.avg_pool2d(x, 2) * 4.0 * self.coef + self.bias
+
+    class LeNet5Torch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(1, 6, 5)
+            self.s2 = Subsample(t("s2.weight"), t("s2.bias"))
+            self.c3 = nn.Conv2d(6, 16, 5)
+            self.register_buffer("c3_mask", torch.from_numpy(C3_TABLE.astype(np.float32))[:, :, None, None])
+            self.s4 = Subsample(t("s4.weight"), t("s4.bias"))
+            self.c5 = nn.Conv2d(16, 120, 5)
+            self.f6 = nn.Linear(120, 84)
+            self.rbf = head == "rbf"
+            if self.rbf:
+                self.register_buffer("prototypes", t("out.prototypes"))
+            else:
+                self.out = nn.Linear(84, 10)
+            with torch.no_grad():
+                for layer in ("c1", "c3", "c5", "f6") + (() if self.rbf else ("out",)):
+                    getattr(self, layer).weight.copy_(t(layer + ".weight").view_as(getattr(self, layer).weight))
+                    getattr(self, layer).bias.copy_(t(layer + ".bias"))
+
+        def forward(self, x):
+            def f(a):
+                return A * torch.tanh(S * a)
+            x = f(self.c1(x))
+            x = f(self.s2(x))
+            x = f(F.conv2d(x, self.c3.weight * self.c3_mask, self.c3.bias))  # Table I: masked dense
+            x = f(self.s4(x))
+            x = f(self.c5(x)).flatten(1)
+            x = f(self.f6(x))
+            if self.rbf:
+                return ((x[:, None, :] - self.prototypes[None]) ** 2).sum(-1)
+            return self.out(x)
+
+    return LeNet5Torch().eval()
+
+
+def _onnx_graph_bytes(state, head):
+    """The same network as an ONNX graph built with the onnx helper API (no PyTorch)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    A, S = float(reference.A), float(reference.S)
+    inits, nodes = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def node(op, inputs, **attrs):
+        out = f"t{len(nodes)}"
+        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    const("A", A), const("S", S)
+
+    def squash(x):
+        return node("Mul", [node("Tanh", [node("Mul", [x, "S"])]), "A"])
+
+    def subsample(x, layer, c):
+        pooled = node("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        coef = const(layer + ".c", 4.0 * np.asarray(state[layer + ".weight"]).reshape(1, c, 1, 1))
+        bias = const(layer + ".b", np.asarray(state[layer + ".bias"]).reshape(1, c, 1, 1))
+        return node("Add", [node("Mul", [pooled, coef]), bias])
+
+    c3w = np.asarray(state["c3.weight"]) * C3_TABLE[:, :, None, None]
+    x = squash(node("Conv", ["x", const("c1.w", state["c1.weight"]), const("c1.b", state["c1.bias"])]))
+    x = squash(subsample(x, "s2", 6))
+    x = squash(node("Conv", [x, const("c3.w", c3w), const("c3.b", state["c3.bias"])]))
+    x = squash(subsample(x, "s4", 16))
+    x = squash(node("Conv", [x, const("c5.w", state["c5.weight"]), const("c5.b", state["c5.bias"])]))
+    x = node("Flatten", [x], axis=1)
+    x = squash(node("Gemm", [x, const("f6.w", state["f6.weight"]), const("f6.b", state["f6.bias"])], transB=1))
+    if head == "rbf":
+        protos = const("protos", np.asarray(state["out.prototypes"])[None])       # (1, 10, 84)
+        axes = inits.append(numpy_helper.from_array(np.array([1], np.int64), "ax1")) or "ax1"
+        axes2 = inits.append(numpy_helper.from_array(np.array([2], np.int64), "ax2")) or "ax2"
+        diff = node("Sub", [node("Unsqueeze", [x, axes]), protos])             # (N, 10, 84)
+        y = node("ReduceSum", [node("Mul", [diff, diff]), axes2], keepdims=0)
+    else:
+        y = node("Gemm", [x, const("out.w", state["out.weight"]), const("out.b", state["out.bias"])], transB=1)
+    nodes[-1].output[0] = "y"
+    graph = helper.make_graph(
+        nodes, "lenet5", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _torch_onnx_bytes(module):
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.onnx.export(module, (torch.zeros(1, 1, 32, 32),), buf, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
+    return buf.getvalue()
+
+
+def _engines(model, names, threads):
+    """name -> (callable x (N, 32, 32) float32 -> (N, 10) float32, description) or reason skipped."""
+    state = model.state_dict()
+    head = model.head
+    found = {}
+    if "native" in names:
+        found["native"] = (lambda x: model.forward(x),
+                           f"C kernels, {_core.default_isa()}, {threads} thread(s)")
+    if "reference" in names:
+        found["reference"] = (lambda x: reference.forward(state, x, head).astype(np.float32, copy=False),
+                              "NumPy reference (float32)")
+    module = None
+    if "torch" in names or "onnxruntime" in names:
+        try:
+            import torch
+            torch.set_num_threads(threads)
+            module = _torch_module(state, head)
+        except ImportError:
+            module = None
+    if "torch" in names:
+        if module is None:
+            found["torch"] = "skipped: PyTorch is not installed (pip install torch)"
+        else:
+            import torch
+
+            def run_torch(x):
+                with torch.inference_mode():
+                    return module(torch.from_numpy(x).view(-1, 1, 32, 32)).numpy()
+            found["torch"] = (run_torch, f"PyTorch {torch.__version__}, {threads} thread(s)")
+    if "onnxruntime" in names:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            found["onnxruntime"] = "skipped: ONNX Runtime is not installed (pip install onnxruntime onnx)"
+        else:
+            how, blob = None, None
+            if module is not None:
+                try:
+                    blob, how = _torch_onnx_bytes(module), "exported by torch.onnx"
+                except Exception:  # the exporter needs `onnx` (and may change): build it ourselves
+                    blob = None
+            if blob is None:
+                try:
+                    blob, how = _onnx_graph_bytes(state, head), "built with onnx.helper"
+                except ImportError:
+                    found["onnxruntime"] = "skipped: building the ONNX graph needs the onnx package"
+            if blob is not None:
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
+                sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+
+                def run_ort(x):
+                    return sess.run(["y"], {"x": x.reshape(-1, 1, 32, 32)})[0]
+                found["onnxruntime"] = (run_ort, f"ONNX Runtime {ort.__version__} ({how}), {threads} thread(s)")
+    return found
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def _time_per_call(fn, x, min_time, max_reps):
+    fn(x[: min(len(x), 64)])  # warm up (allocations, caches, lazy initialisation)
+    times, start = [], time.perf_counter()
+    while len(times) < max_reps and (not times or time.perf_counter() - start < min_time):
+        t = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), len(times)
+
+
+def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softmax", seed=0,
+            min_time=0.3, max_reps=200):
+    """The measurements behind run_bench: (rows, notes). Each row is a dict: engine, batch,
+    images_per_s, us_per_image, reps (median over reps calls)."""
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown engine {unknown[0]!r}; choose from {', '.join(ENGINES)}")
+    batches = [int(b) for b in batches]
+    if not batches or min(batches) < 1:
+        raise ValueError("batches must be positive integers")
+    model = LeNet5(head=head, seed=seed, threads=threads)
+    threads = model.threads
+    rng = np.random.default_rng(seed)
+    x = preprocess(rng.integers(0, 256, (max(batches), 28, 28), dtype=np.uint8))
+    found = _engines(model, list(engines), threads)
+    notes = []
+    # the same weights everywhere: check every engine against the native output first
+    check = x[:16]
+    want = model.forward(check)
+    scale = max(1.0, float(np.abs(want).max()))
+    runnable = {}
+    for name in engines:
+        entry = found.get(name)
+        if isinstance(entry, str):
+            notes.append(f"{name}: {entry}")
+            continue
+        fn, desc = entry
+        got = np.asarray(fn(check), np.float32)
+        err = float(np.abs(got - want).max())
+        if got.shape != want.shape or not err <= 1e-4 * scale:
+            notes.append(f"{name}: skipped: its outputs disagree with native (max difference {err:.3g})")
+            continue
+        notes.append(f"{name}: {desc}; outputs agree with native (max difference {err:.2g})")
+        runnable[name] = fn
+    rows = []
+    for b in batches:
+        xb = x[:b]
+        for name, fn in runnable.items():
+            sec, reps = _time_per_call(fn, xb, min_time, max_reps if name != "reference" or b < 5000 else 3)
+            rows.append({"engine": name, "batch": b, "images_per_s": b / sec, "us_per_image": sec / b * 1e6,
+                         "reps": reps})
+    return rows, notes
+
+
+def _table(rows, notes, threads):
+    lines = [f"LeNet-5 forward, {platform.machine()} ({os.cpu_count()} CPUs), threads={threads}, "
+             f"isa={_core.default_isa()}"]
+    lines += ["  " + n for n in notes]
+    lines.append(f"{'engine':<12}{'batch':>8}{'images/s':>14}{'us/image':>12}{'vs native':>11}")
+    native = {r["batch"]: r["images_per_s"] for r in rows if r["engine"] == "native"}
+    for r in rows:
+        ratio = native.get(r["batch"])
+        rel = f"{r['images_per_s'] / ratio:.3g}x" if ratio else "-"
+        lines.append(f"{r['engine']:<12}{r['batch']:>8}{r['images_per_s']:>14,.0f}{r['us_per_image']:>12.2f}{rel:>11}")
+    return "\n".join(lines)
+
+
+def _chart(rows, path, threads):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "chart skipped: matplotlib is not installed (pip install matplotlib)"
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        pts = [(r["batch"], r["images_per_s"]) for r in rows if r["engine"] == engine]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=engine)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (images)")
+    ax.set_ylabel("images / s")
+    ax.set_title(f"LeNet-5 forward throughput ({threads} thread(s))")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return f"chart written to {path}"
+
+
+def run_bench(batches=DEFAULT_BATCHES, threads=None, json=False, chart=None, engines=ENGINES,
+              head="softmax", seed=0, min_time=0.3):
+    """Measure every engine at every batch size; return a table (or, with json=True, a JSON
+    document) of images/s and us/image. chart: a PNG path for throughput vs batch size
+    (needs matplotlib). Engines that are not installed are skipped, and the output says so."""
+    rows, notes = measure(batches, threads, engines, head, seed, min_time)
+    threads = threads if threads is not None else LeNet5(seed=0).threads
+    if chart:
+        notes.append(_chart(rows, chart, threads))
+    if json:
+        return _json.dumps({"threads": threads, "isa": _core.default_isa(), "head": head,
+                            "notes": notes, "results": rows}, indent=2)
+    return _table(rows, notes, threads)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_bench_arguments(parser):
+    """Options of `lenet-native bench` on an argparse parser."""
+    parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)),
+                        help="comma-separated batch sizes (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every engine (default: $LENET_NATIVE_THREADS or the CPU count)")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="comma-separated, from: " + ", ".join(ENGINES) + " (default: all; "
+                             "torch and onnxruntime are skipped when not installed)")
+    parser.add_argument("--head", choices=("softmax", "rbf"), default="softmax")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--chart", metavar="PNG", default=None,
+                        help="write a chart of throughput vs batch size (needs matplotlib)")
+    parser.add_argument("--min-time", type=float, default=0.3,
+                        help="seconds of timed calls per engine and batch (median; default %(default)s)")
+    return parser
+
+
+def bench_main(args):
+    """Run `lenet-native bench` with the parsed arguments; print the result; exit status 0."""
+    batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
+    engines = [e.strip() for e in str(args.engines).split(",") if e.strip()]
+    print(run_bench(batches=batches, threads=args.threads, json=args.json, chart=args.chart,
+                    engines=engines, head=args.head, min_time=args.min_time))
+    return 0
+
+
+if __name__ == "__main__":  # python -m lenet_native.bench
+    import argparse
+    raise SystemExit(bench_main(add_bench_arguments(argparse.ArgumentParser(prog="lenet_native.bench")).parse_args()))
