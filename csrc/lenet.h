@@ -32,7 +32,8 @@ enum {
     LENET_ERR_NULL = 4,      /* a required pointer is NULL */
     LENET_ERR_WORKSPACE = 5, /* the workspace is too small */
     LENET_ERR_ISA = 6,       /* the instruction-set variant is unknown, not built, or not on this CPU */
-    LENET_ERR_NONFINITE = 7  /* the input holds a NaN or an infinity (checked entry points only) */
+    LENET_ERR_NONFINITE = 7  /* the input holds a NaN, an infinity or |x| >= 2^LENET_MAX_INPUT_LOG2
+                                (checked entry points only) */
 };
 
 /* ---- instruction-set variants ---------------------------------------------------------
@@ -48,6 +49,9 @@ int lenet_isa_compiled(int isa);    /* 1 if the variant was built into this libr
 int lenet_isa_supported(int isa);   /* 1 if built and this CPU (and OS) can run it */
 int lenet_best_isa(void);           /* the fastest supported variant */
 const char *lenet_isa_name(int isa);/* "portable", "avx2", "avx512"; NULL if unknown */
+
+/* inputs must satisfy |x| < 2^61 (about 2.3e18; preprocessed digits lie in [-0.1, 1.175]) */
+#define LENET_MAX_INPUT_LOG2 61
 
 /* ---- geometry ------------------------------------------------------------------------ */
 #define LENET_IN 32          /* input is 1@32x32 */
@@ -224,9 +228,12 @@ int rbfloss_backward(float *restrict dy, const float *restrict y,
  * variant; the same holds for the other *_workspace_size functions). */
 size_t lenet_forward_workspace_size(int nthreads);
 
-/* Forward pass over a batch, streamed image by image through per-thread buffers, so the
- * extra memory is bounded whatever N is. out gets the logits (softmax head) or the RBF
- * distances. If acts is not NULL it receives every layer's output per image. */
+/* Forward pass over a batch, streamed through per-thread buffers (image by image for the
+ * portable variant, blocks of 8/16 images side by side in the vector lanes for the SIMD
+ * ones), so the extra memory is bounded whatever N is. out gets the logits (softmax head)
+ * or the RBF distances. If acts is not NULL it receives every layer's output per image.
+ * The workspace may be NULL only for the portable variant with acts given. An image's
+ * output does not depend on the thread count nor on the batch it comes in. */
 int lenet_forward(float *restrict out,          /* out:  (N, 10) */
                   float *restrict acts,         /* acts: (N, LENET_NACTS) or NULL */
                   const lenet_net *net,
@@ -242,7 +249,9 @@ int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet
 
 /* Scratch floats needed by lenet_loss_grad. */
 size_t lenet_grad_workspace_size(int64_t N, int nthreads);
-/* Number of gradient partial sums; fixed by N alone so results do not depend on threads. */
+/* Most gradient partial sums any variant uses for N images (min(N, 8); a SIMD variant uses
+ * min(ceil(N / (2 lanes)), 8), each over whole blocks). Fixed by N and the variant, so results do
+ * not depend on the thread count. */
 int lenet_grad_chunks(int64_t N);
 
 /* Mean loss over the batch and its gradient. grad (LENET_NPARAMS,) ACCUMULATES

@@ -73,11 +73,15 @@ static float *align64(float *p)
 }
 
 /* 1 if none of x[0..n) is a NaN or an infinity (exponent bits all ones); vectorises. */
+/* 1 if every value is finite with |x| < 2^LENET_MAX_INPUT_LOG2 (read from the exponent
+ * bits, so NaN and infinities fail too). Larger inputs would overflow float32 inside the
+ * network (C1 sums, the Gauss-Newton x^2) and give a silently wrong answer. */
 static int all_finite(const float *restrict x, int64_t n)
 {
     const uint32_t *u = (const uint32_t *)x;
+    const uint32_t limit = (uint32_t)(127 + LENET_MAX_INPUT_LOG2) << 23;
     uint32_t bad = 0;
-    for (int64_t k = 0; k < n; k++) bad |= (uint32_t)((u[k] & 0x7f800000u) == 0x7f800000u);
+    for (int64_t k = 0; k < n; k++) bad |= (uint32_t)((u[k] & 0x7f800000u) >= limit);
     return !bad;
 }
 
@@ -205,8 +209,11 @@ int lenet_forward(float *restrict out, float *restrict acts, const lenet_net *ne
  * order: the result depends on N and the variant, never on the thread count. */
 static int grad_chunks(int64_t N, int lanes)
 {
-    const int64_t blocks = (N + lanes - 1) / lanes;
-    return N <= 0 ? 0 : (blocks < LENET_MAX_GRAD_CHUNKS ? (int)blocks : LENET_MAX_GRAD_CHUNKS);
+    if (N <= 0) return 0;
+    /* portable: one image per chunk up to 8; SIMD: two blocks per chunk up to 8 (each chunk
+     * costs a zeroed and a summed copy of the gradient, 243 KB) */
+    const int64_t blocks = lanes == 1 ? N : (N + 2 * lanes - 1) / (2 * lanes);
+    return blocks < LENET_MAX_GRAD_CHUNKS ? (int)blocks : LENET_MAX_GRAD_CHUNKS;
 }
 
 int lenet_grad_chunks(int64_t N)
@@ -242,7 +249,7 @@ int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restric
     const lenet_simd_kernels *k = simd_kernels(net->isa);
     const int L = k ? k->lanes : 1;
     const int64_t blocks = (N + L - 1) / L;
-    const int G = grad_chunks(N, L);
+    const int G = grad_chunks(N, L);  /* chunk g: blocks [blocks g / G, blocks (g + 1) / G) */
     const size_t per = grad_thread_floats();
     float *partial = workspace;
     float *scratch = workspace + (size_t)lenet_grad_chunks(N) * LENET_NPARAMS;
@@ -413,10 +420,10 @@ int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32
     float *g = workspace, *acts = g + LENET_NPARAMS;
     float *d = acts + LENET_NACTS, *dpre = d + LENET_NACTS;
     float *kws = align64(acts);
+    memset(g, 0, LENET_NPARAMS * sizeof(float));
     for (int64_t n = 0; n < N; n++) {
         const int64_t i = order[n];
         float l;
-        memset(g, 0, LENET_NPARAMS * sizeof(float));
         if (k) {
             l = k->grad_one(g, NULL, &net, x + i * 1024, labels[i], 1.0f, kws);
         } else {
@@ -424,7 +431,10 @@ int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32
             l = net_backward_one(g, d, dpre, acts, &net, x + i * 1024, labels[i], 1.0f);
         }
         if (losses) losses[n] = l;
-        for (int j = 0; j < LENET_NPARAMS; j++) params[j] -= step[j] * g[j];
+        for (int j = 0; j < LENET_NPARAMS; j++) {  /* the update, and g zeroed for the next sample */
+            params[j] -= step[j] * g[j];
+            g[j] = 0.0f;
+        }
     }
     return LENET_OK;
 }

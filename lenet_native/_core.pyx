@@ -98,6 +98,31 @@ cdef int _resolve_isa(isa) except -1:
     return _isa_code(isa)
 
 
+# libgomp is not fork-safe: a child forked after the parent ran a parallel region hangs in
+# its first parallel region. In such a child the kernels run single-threaded (the results
+# do not depend on the thread count, only the speed does).
+cdef bint _pool_started = False
+cdef bint _pool_unusable = False
+
+
+def _after_fork_in_child():
+    global _pool_unusable
+    _pool_unusable = _pool_started
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+cdef int _nthreads(int threads):
+    global _pool_started
+    if _pool_unusable:
+        return 1
+    if threads > 1:
+        _pool_started = True
+    return threads
+
+
 # Scratch buffers are cached per Python thread (a model may be shared between threads),
 # so repeated calls allocate nothing but their results.
 _tls = threading.local()
@@ -133,7 +158,8 @@ _MESSAGES = {
 
 cdef int _check(int status, str where) except -1:
     if status == lib.LENET_ERR_NONFINITE:
-        raise ValueError(f"{where}: input contains NaN or infinity (or a value too large for float32)")
+        raise ValueError(f"{where}: input contains NaN or infinity, or a value too large "
+                         f"(|x| must be below 2**61, about 2.3e18)")
     if status != lib.LENET_OK:
         raise ValueError(f"{where}: {_MESSAGES.get(status, 'unknown error')} (C status {status})")
     return 0
@@ -142,6 +168,8 @@ cdef int _check(int status, str where) except -1:
 def _out(out, shape):
     if out is None:
         return np.empty(shape, dtype=np.float32)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
     if out.shape != tuple(shape) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous float32 array of shape {tuple(shape)}")
     return out
@@ -149,9 +177,10 @@ def _out(out, shape):
 
 # --------------------------------------------------------------------------- layer kernels
 
-def conv5x5_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
-                    const float[::1] b, int threads=1, out=None):
+def conv5x5_forward(const float[:, :, :, ::1] x not None, const float[:, :, :, ::1] w not None,
+                    const float[::1] b not None, int threads=1, out=None):
     """x (N,C,H,W), w (M,C,5,5), b (M,) -> pre-activation (N,M,H-4,W-4)."""
+    threads = _nthreads(threads)
     cdef int64_t N = x.shape[0]
     cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = w.shape[0]
     if w.shape[1] != C or w.shape[2] != 5 or w.shape[3] != 5 or b.shape[0] != M or H < 5 or W < 5:
@@ -168,8 +197,8 @@ def conv5x5_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
     return res
 
 
-def conv5x5_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1] x,
-                     const float[:, :, :, ::1] w):
+def conv5x5_backward(const float[:, :, :, ::1] dout not None, const float[:, :, :, ::1] x not None,
+                     const float[:, :, :, ::1] w not None):
     """-> (dx, dw, db)."""
     cdef int64_t N = x.shape[0]
     cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = w.shape[0]
@@ -192,9 +221,10 @@ def conv5x5_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1] x
     return dx_a, dw_a, db_a
 
 
-def c3_forward(const float[:, :, :, ::1] x, const float[:, ::1] w, const float[::1] b,
-               const int32_t[::1] pout, const int32_t[::1] pin, int threads=1, out=None):
+def c3_forward(const float[:, :, :, ::1] x not None, const float[:, ::1] w not None, const float[::1] b not None,
+               const int32_t[::1] pout not None, const int32_t[::1] pin not None, int threads=1, out=None):
     """x (N,C,H,W), packed w (P,25), b (M,), pair lists (P,) -> (N,M,H-4,W-4)."""
+    threads = _nthreads(threads)
     cdef int64_t N = x.shape[0]
     cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = b.shape[0], P = w.shape[0]
     if w.shape[1] != 25 or pout.shape[0] != P or pin.shape[0] != P or H < 5 or W < 5:
@@ -212,8 +242,8 @@ def c3_forward(const float[:, :, :, ::1] x, const float[:, ::1] w, const float[:
     return res
 
 
-def c3_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1] x,
-                const float[:, ::1] w, const int32_t[::1] pout, const int32_t[::1] pin):
+def c3_backward(const float[:, :, :, ::1] dout not None, const float[:, :, :, ::1] x not None,
+                const float[:, ::1] w not None, const int32_t[::1] pout not None, const int32_t[::1] pin not None):
     """-> (dx, dw packed (P,25), db (M,))."""
     cdef int64_t N = x.shape[0]
     cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = dout.shape[1], P = w.shape[0]
@@ -238,8 +268,9 @@ def c3_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1] x,
     return dx_a, dw_a, db_a
 
 
-def subsample_forward(const float[:, :, :, ::1] x, const float[::1] coef, const float[::1] bias,
+def subsample_forward(const float[:, :, :, ::1] x not None, const float[::1] coef not None, const float[::1] bias not None,
                       int threads=1, out=None):
+    threads = _nthreads(threads)
     cdef int64_t N = x.shape[0]
     cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3]
     if coef.shape[0] != C or bias.shape[0] != C or H % 2 or W % 2 or H < 2 or W < 2:
@@ -256,8 +287,8 @@ def subsample_forward(const float[:, :, :, ::1] x, const float[::1] coef, const 
     return res
 
 
-def subsample_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1] x,
-                       const float[::1] coef, bint second_order=False):
+def subsample_backward(const float[:, :, :, ::1] dout not None, const float[:, :, :, ::1] x not None,
+                       const float[::1] coef not None, bint second_order=False):
     """-> (dx, dcoef, dbias); with second_order, the Gauss-Newton terms instead."""
     cdef int64_t N = x.shape[0]
     cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3]
@@ -285,7 +316,7 @@ def subsample_backward(const float[:, :, :, ::1] dout, const float[:, :, :, ::1]
     return dx_a, dc_a, dbias_a
 
 
-def squash_forward(const float[::1] a, out=None, isa="portable"):
+def squash_forward(const float[::1] a not None, out=None, isa="portable"):
     """f(a) = 1.7159 tanh(2a/3), element-wise over a flat array; isa picks the variant's
     vectorised tanh (default: the portable lenet_tanhf; None: default_isa())."""
     cdef int code = _resolve_isa(isa)
@@ -301,7 +332,7 @@ def squash_forward(const float[::1] a, out=None, isa="portable"):
     return res
 
 
-def squash_backward(const float[::1] dout, const float[::1] y, bint second_order=False):
+def squash_backward(const float[::1] dout not None, const float[::1] y not None, bint second_order=False):
     """dL/da from dL/dy and y = f(a) (or the Gauss-Newton h_a from h_y)."""
     cdef int64_t n = y.shape[0]
     if dout.shape[0] != n:
@@ -320,8 +351,9 @@ def squash_backward(const float[::1] dout, const float[::1] y, bint second_order
     return res
 
 
-def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b,
+def dense_forward(const float[:, ::1] x not None, const float[:, ::1] w not None, const float[::1] b not None,
                   int threads=1, out=None):
+    threads = _nthreads(threads)
     cdef int64_t N = x.shape[0]
     cdef int K = x.shape[1], M = w.shape[0]
     if w.shape[1] != K or b.shape[0] != M:
@@ -338,7 +370,7 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
     return res
 
 
-def dense_backward(const float[:, ::1] dout, const float[:, ::1] x, const float[:, ::1] w):
+def dense_backward(const float[:, ::1] dout not None, const float[:, ::1] x not None, const float[:, ::1] w not None):
     cdef int64_t N = x.shape[0]
     cdef int K = x.shape[1], M = w.shape[0]
     if w.shape[1] != K or dout.shape[0] != N or dout.shape[1] != M:
@@ -358,7 +390,8 @@ def dense_backward(const float[:, ::1] dout, const float[:, ::1] x, const float[
     return dx_a, dw_a, db_a
 
 
-def rbf_forward(const float[:, ::1] x, const float[:, ::1] proto, int threads=1, out=None):
+def rbf_forward(const float[:, ::1] x not None, const float[:, ::1] proto not None, int threads=1, out=None):
+    threads = _nthreads(threads)
     cdef int64_t N = x.shape[0]
     cdef int K = x.shape[1], M = proto.shape[0]
     if proto.shape[1] != K:
@@ -374,7 +407,7 @@ def rbf_forward(const float[:, ::1] x, const float[:, ::1] proto, int threads=1,
     return res
 
 
-def rbf_backward(const float[:, ::1] dout, const float[:, ::1] x, const float[:, ::1] proto):
+def rbf_backward(const float[:, ::1] dout not None, const float[:, ::1] x not None, const float[:, ::1] proto not None):
     cdef int64_t N = x.shape[0]
     cdef int K = x.shape[1], M = proto.shape[0]
     if proto.shape[1] != K or dout.shape[0] != N or dout.shape[1] != M:
@@ -391,7 +424,7 @@ def rbf_backward(const float[:, ::1] dout, const float[:, ::1] x, const float[:,
     return dx_a
 
 
-def softmax(const float[:, ::1] x, float sign=1.0, out=None):
+def softmax(const float[:, ::1] x not None, float sign=1.0, out=None):
     """Row-wise softmax of sign * x."""
     cdef int64_t N = x.shape[0]
     cdef int M = x.shape[1]
@@ -406,10 +439,12 @@ def softmax(const float[:, ::1] x, float sign=1.0, out=None):
     return res
 
 
-def loss_forward_backward(str head, const float[:, ::1] y, const int32_t[::1] labels, float scale):
+def loss_forward_backward(str head, const float[:, ::1] y not None, const int32_t[::1] labels not None, float scale):
     """Per-sample losses and the gradient wrt the head's output (softmax logits or RBF y)."""
     cdef int64_t N = y.shape[0]
     cdef int M = y.shape[1], st
+    if head not in HEADS:
+        raise ValueError(f"head must be 'softmax' or 'rbf', got {head!r}")
     cdef bint rbf = head == "rbf"
     if labels.shape[0] != N:
         raise ValueError("loss: labels and outputs differ in length")
@@ -433,8 +468,8 @@ def loss_forward_backward(str head, const float[:, ::1] y, const int32_t[::1] la
     return losses_a, dy_a
 
 
-def sgd_step(float[::1] params, float[::1] velocity, const float[::1] grad,
-             const uint8_t[::1] mask, float lr, float momentum, float decay):
+def sgd_step(float[::1] params not None, float[::1] velocity not None, const float[::1] grad not None,
+             const uint8_t[::1] mask not None, float lr, float momentum, float decay):
     cdef int64_t n = params.shape[0]
     if velocity.shape[0] != n or grad.shape[0] != n or mask.shape[0] != n:
         raise ValueError("sgd_step: inconsistent shapes")
@@ -463,12 +498,14 @@ cdef lenet_net _net(const float[::1] params, const int32_t[::1] c3_out, const in
     return net
 
 
-def forward(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
-            const float[:, :, ::1] x, int threads=1, bint keep_activations=False, out=None,
+def forward(const float[::1] params not None, const int32_t[::1] c3_out not None,
+            const int32_t[::1] c3_in not None, str head,
+            const float[:, :, ::1] x not None, int threads=1, bint keep_activations=False, out=None,
             isa=None, bint check_finite=False, str where="forward"):
     """x (N,32,32) -> out (N,10); with keep_activations also (N, NACTS) every layer's output.
     check_finite: ValueError "<where>: input contains NaN or infinity ..." if x holds one
     (checked in C as the images stream through, no extra pass)."""
+    threads = _nthreads(threads)
     cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = x.shape[0]
     if x.shape[1] != 32 or x.shape[2] != 32:
@@ -537,6 +574,7 @@ cdef class Net:
             PyBuffer_Release(&view)
 
     cdef object _run(self, const float *x, int64_t N, res, int threads, bint check_finite, str where):
+        threads = _nthreads(threads)
         cdef float[:, ::1] o = res
         cdef size_t wsz = lib.lenet_forward_workspace_size(threads)
         cdef _Scratch sc = getattr(_tls, "net", None)
@@ -551,10 +589,11 @@ cdef class Net:
         return res
 
 
-def loss_grad(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
-              const float[:, :, ::1] x, const int32_t[::1] labels, float scale, int threads=1,
+def loss_grad(const float[::1] params not None, const int32_t[::1] c3_out not None, const int32_t[::1] c3_in not None, str head,
+              const float[:, :, ::1] x not None, const int32_t[::1] labels not None, float scale, int threads=1,
               grad=None, isa=None):
     """-> (losses (N,), outputs (N,10), grad (NPARAMS,)); grad accumulates scale * d(sum loss)."""
+    threads = _nthreads(threads)
     cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = x.shape[0]
     if x.shape[1] != 32 or x.shape[2] != 32 or labels.shape[0] != N:
@@ -581,8 +620,8 @@ def loss_grad(const float[::1] params, const int32_t[::1] c3_out, const int32_t[
     return losses_a, out_a, grad
 
 
-def hessian_diag(const float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in,
-                 str head, const float[:, :, ::1] x, const int32_t[::1] labels, float scale, isa=None):
+def hessian_diag(const float[::1] params not None, const int32_t[::1] c3_out not None, const int32_t[::1] c3_in not None,
+                 str head, const float[:, :, ::1] x not None, const int32_t[::1] labels not None, float scale, isa=None):
     """Gauss-Newton diagonal: scale * sum over samples, flat (NPARAMS,)."""
     cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = x.shape[0]
@@ -602,9 +641,9 @@ def hessian_diag(const float[::1] params, const int32_t[::1] c3_out, const int32
     return h_a
 
 
-def sdlm_epoch(float[::1] params, const int32_t[::1] c3_out, const int32_t[::1] c3_in, str head,
-               const float[::1] step, const float[:, :, ::1] x, const int32_t[::1] labels,
-               const int64_t[::1] order, isa=None):
+def sdlm_epoch(float[::1] params not None, const int32_t[::1] c3_out not None, const int32_t[::1] c3_in not None, str head,
+               const float[::1] step not None, const float[:, :, ::1] x not None, const int32_t[::1] labels not None,
+               const int64_t[::1] order not None, isa=None):
     """One pass of per-sample updates params -= step * g over x[order]; -> per-sample losses."""
     cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = order.shape[0], total = x.shape[0]

@@ -145,10 +145,14 @@ def _onnx_graph_bytes(state, head):
 def _torch_onnx_bytes(module):
     import io
 
+    import warnings
+
     import torch
     buf = io.BytesIO()
-    torch.onnx.export(module, (torch.zeros(1, 1, 32, 32),), buf, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+        torch.onnx.export(module, (torch.zeros(1, 1, 32, 32),), buf, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
     return buf.getvalue()
 
 
@@ -257,12 +261,15 @@ def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softma
         notes.append(f"{name}: {desc}; outputs agree with native (max difference {err:.2g})")
         runnable[name] = fn
     rows = []
-    for b in batches:
-        xb = x[:b]
-        for name, fn in runnable.items():
-            sec, reps = _time_per_call(fn, xb, min_time, max_reps if name != "reference" or b < 5000 else 3)
+    # engine by engine (their thread pools would fight each other), each given a moment for
+    # the previous one's spinning threads to go to sleep
+    for name, fn in runnable.items():
+        time.sleep(0.2)
+        for b in batches:
+            sec, reps = _time_per_call(fn, x[:b], min_time, max_reps if name != "reference" or b < 5000 else 3)
             rows.append({"engine": name, "batch": b, "images_per_s": b / sec, "us_per_image": sec / b * 1e6,
                          "reps": reps})
+    rows.sort(key=lambda r: (r["batch"], ENGINES.index(r["engine"])))
     return rows, notes
 
 

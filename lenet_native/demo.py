@@ -144,7 +144,8 @@ def demo_main(args, out=None) -> int:
         captions = []
         for i in picks:
             mark = "" if pred[i] == labels[i] else " WRONG"
-            captions.append(f"#{i}: {pred[i]} ({100 * proba[i, pred[i]]:.0f}%) true {labels[i]}{mark}")
+            p = 100 * proba[i, pred[i]]
+            captions.append(f"#{i}: {pred[i]} ({p:.0f}%) true {labels[i]}{mark}")
         print("", file=out)
         print(draw_digits(images[picks], captions), file=out)
 

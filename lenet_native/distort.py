@@ -16,6 +16,12 @@ added: a random displacement field smoothed by a Gaussian.
 Every map keeps the centre of the 32x32 field (pixel coordinate 15.5) where it is, then
 translates; pixels that come from outside the input take the background value (-0.1, the
 network's input for a blank MNIST pixel).
+
+The paper's maps (no rotation, no elastic field) take a two-pass route: whole source rows
+blended vertically, then two gathers per pixel horizontally. Cost: about 1 s of CPU per
+60,000 images (32x32) on the 2-core development machine, in NumPy; the SIMD training
+kernels now do an epoch in about the same time, so a distorted epoch takes about twice as
+long as a plain one (a C warp kernel would remove that).
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ __all__ = ["distort", "warp_affine", "random_affine", "elastic_field", "make_dis
            "Distorter", "DEFAULTS", "BACKGROUND"]
 
 BACKGROUND = -0.1
-_CHUNK = 64  # images per step of warp_affine
+_CHUNK = 16  # images per step of warp_affine (small: the work stays in the CPU cache)
 # Defaults: strong enough to matter, weak enough that every digit stays readable.
 # shift in pixels; scale, squeeze and shear as fractions; rotation in degrees.
 DEFAULTS = {"max_shift": 2.0, "max_scale": 0.15, "max_squeeze": 0.15, "max_shear": 0.3,
@@ -39,7 +45,8 @@ def _as_rng(rng) -> np.random.Generator:
         return rng
     if rng is None or isinstance(rng, (int, np.integer, np.random.SeedSequence)):
         return np.random.default_rng(rng)
-    raise TypeError(f"rng must be a numpy.random.Generator, a seed or None; got {type(rng).__name__}")
+    raise TypeError(f"rng must be a numpy.random.Generator, a seed or None; "
+                    f"got {type(rng).__name__}")
 
 
 def _as_batch(images, where):
@@ -50,7 +57,8 @@ def _as_batch(images, where):
     else:
         single = False
     if a.ndim != 3:
-        raise ValueError(f"{where}: images must have shape (B, H, W) or (H, W); got {np.shape(images)}")
+        raise ValueError(f"{where}: images must have shape (B, H, W) or (H, W); "
+                         f"got {np.shape(images)}")
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"{where}: images must be float (preprocessed network input, background "
                         f"-0.1); got dtype {a.dtype}")
@@ -82,7 +90,8 @@ def _parse_elastic(elastic):
         try:
             alpha, sigma = elastic
         except (TypeError, ValueError):
-            raise TypeError(f"elastic must be None, True, (alpha, sigma) or a dict; got {elastic!r}") from None
+            raise TypeError(f"elastic must be None, True, (alpha, sigma) or a dict; "
+                            f"got {elastic!r}") from None
     alpha = _check_nonneg("elastic alpha", alpha)
     sigma = _check_nonneg("elastic sigma", sigma)
     if sigma == 0:
@@ -329,12 +338,14 @@ def distort(images, rng, *, max_shift=DEFAULTS["max_shift"], max_scale=DEFAULTS[
     disp = elastic_field(B, (H, W), rng, *el) if el is not None and el[0] > 0 else None
     if p < 1:
         keep = rng.random(B) >= p
-        if keep.any():
-            A[keep] = np.eye(2)
-            t[keep] = 0.0
-            if disp is not None:
-                disp[0][keep] = 0.0
-                disp[1][keep] = 0.0
+        if keep.any():  # warp only the images to distort; copy the others
+            sel = np.flatnonzero(~keep)
+            res = np.array(x, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float32)
+            if sel.size:
+                res[sel] = warp_affine(x[sel], A[sel], t[sel], background=background,
+                                       displacement=None if disp is None else
+                                       (disp[0][sel], disp[1][sel]))
+            return res[0] if single else res
     res = warp_affine(x, A, t, background=background, displacement=disp)
     return res[0] if single else res
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["to_mnist", "resample", "read_images", "read_image_file", "classify",
-           "ascii_digit", "digit_lines", "add_predict_arguments", "predict_main", "PILLOW_EXTENSIONS",
-           "MissingPillowError"]
+           "ascii_digit", "digit_lines", "add_predict_arguments", "predict_main",
+           "PILLOW_EXTENSIONS", "MissingPillowError"]
 
 BOX = 20          # the digit's bounding box is fitted into BOX x BOX
 SIZE = 28         # in a SIZE x SIZE field

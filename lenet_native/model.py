@@ -74,11 +74,16 @@ def _default_threads():
         return max(1, os.cpu_count() or 1)
 
 
+MAX_THREADS = 1024  # more OpenMP threads than this only risks a failed thread creation,
+                    # which libgomp answers by exiting the whole process
+
+
 def _check_threads(threads):
     if threads is None:
-        return _default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        return min(_default_threads(), MAX_THREADS)
+    if (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+            or not 1 <= threads <= MAX_THREADS):
+        raise ValueError(f"threads must be an integer in 1..{MAX_THREADS} or None, got {threads!r}")
     return int(threads)
 
 
@@ -110,6 +115,11 @@ def preprocess(images) -> np.ndarray:
     return x
 
 
+# Larger inputs would overflow float32 inside the network (C1 sums, the Gauss-Newton x**2)
+# and give silently wrong answers; csrc/lenet.h LENET_MAX_INPUT_LOG2 is the same bound.
+MAX_INPUT_MAGNITUDE = 2.0 ** 61
+
+
 def _as_input(x, where="forward", finite=True) -> np.ndarray:
     """Validate preprocessed input: (N, 32, 32), (N, 1, 32, 32) or (32, 32), float, finite.
     finite=False leaves the NaN/infinity check to the caller (the native forward does it in C
@@ -139,15 +149,26 @@ def _as_input(x, where="forward", finite=True) -> np.ndarray:
                              f"got {np.shape(x)}")
         with np.errstate(over="ignore", invalid="ignore"):
             a = np.ascontiguousarray(a, dtype=np.float32)
-    if finite and not np.isfinite(a).all():
-        raise ValueError(f"{where}: input contains NaN or infinity (or a value too large for float32)")
+    if finite and a.size:
+        # min and max propagate NaN and show infinities without a temporary of the input's size
+        lo, hi = float(a.min()), float(a.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)) or max(-lo, hi) >= MAX_INPUT_MAGNITUDE:
+            raise ValueError(f"{where}: input contains NaN or infinity, or a value too large "
+                             f"(|x| must be below 2**61, about 2.3e18)")
     return a
 
 
 def _as_images(images, where, finite=True):
     """Raw uint8 28x28 digits or preprocessed 32x32 float input -> network input
     (finite: as for _as_input; preprocessed digits are always finite)."""
-    a = images if isinstance(images, np.ndarray) else np.asarray(images)
+    if isinstance(images, np.ndarray):
+        a = images
+    else:
+        try:
+            a = np.asarray(images)
+        except Exception as exc:
+            raise TypeError(f"{where}: cannot convert input of type {type(images).__name__} "
+                            f"to an array") from exc
     if a.dtype == np.uint8:
         return preprocess(a)
     return _as_input(a, where, finite)

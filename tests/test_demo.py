@@ -65,7 +65,8 @@ def test_predict_npy_and_idx(tmp_path):
                                        str(tmp_path / "t-idx3-ubyte.gz")])
     assert code == 0 and err == ""
     assert len(lines) == 40
-    assert lines[0][0] == f"{tmp_path / 'stack.npy'}[0]" and lines[20][0] == str(tmp_path / "one.npy")
+    assert lines[0][0] == f"{tmp_path / 'stack.npy'}[0]"
+    assert lines[20][0] == str(tmp_path / "one.npy")
     pred = np.array([int(p) for _, p, _ in lines])
     prob = np.array([float(p) for _, _, p in lines])
     assert np.mean(pred == labels[:40]) >= 0.95
@@ -130,7 +131,10 @@ def test_cli_wiring(command, tmp_path, capsys):
         pytest.skip(f"`lenet-native {command}` is not wired into the CLI yet")
     images, _ = load_sample()
     np.save(tmp_path / "s.npy", images[:3])
-    argv = ["demo", "--no-speed", "--show", "1"] if command == "demo" else ["predict", str(tmp_path / "s.npy")]
+    if command == "demo":
+        argv = ["demo", "--no-speed", "--show", "1"]
+    else:
+        argv = ["predict", str(tmp_path / "s.npy")]
     assert cli.main(argv) == 0
     assert capsys.readouterr().out
     if command == "predict":

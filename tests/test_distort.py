@@ -198,3 +198,21 @@ def test_fast_enough():
         d(x[lo:lo + 64], rng)
     per_60k = (time.perf_counter() - t0) * 60000 / len(x)
     assert per_60k < 10.0, f"distorting 60,000 images would take {per_60k:.1f} s"
+
+
+def test_fast_separable_path_matches_the_general_one():
+    """Maps without rotation or elastic field take the two-pass route: same result."""
+    x = digits(40)
+    A, t = random_affine(40, np.random.default_rng(5), max_shift=3, max_scale=0.2,
+                         max_squeeze=0.2, max_shear=0.4)
+    zero = np.zeros_like(x)
+    fast = warp_affine(x, A, t)
+    general = warp_affine(x, A, t, displacement=(zero, zero))
+    np.testing.assert_allclose(fast, general, atol=1e-5)
+
+
+def test_probability_distorts_only_a_fraction():
+    x = digits(400)
+    y = distort(x, np.random.default_rng(0), probability=0.25)
+    same = np.all(y == x, axis=(1, 2))
+    assert 0.65 < same.mean() < 0.85

@@ -1,5 +1,4 @@
 """Conversion of arbitrary digit images to MNIST format and reading image files."""
-import io
 
 import numpy as np
 import pytest

@@ -218,9 +218,6 @@ FORK_CHILD = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-@pytest.mark.xfail(reason="known: libgomp is not fork-safe; after the parent ran a parallel region, "
-                          "a forked child (multiprocessing's default on Linux) hangs in its first "
-                          "threads>1 call; patch in the report", strict=False)
 def test_forked_child_can_compute():
     """multiprocessing with the fork start method: a child forked after the parent used
     multi-threaded kernels must still compute (not hang)."""

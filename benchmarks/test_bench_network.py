@@ -1,0 +1,72 @@
+"""The whole network: forward at batch 1, 64, 1024, 10000 and a training step
+(loss_and_grad at batch 64), NumPy reference against native; then native only, every
+instruction-set variant this CPU has at 1 and 2 threads.
+
+    pytest benchmarks/test_bench_network.py --benchmark-group-by=group
+"""
+import numpy as np
+import pytest
+
+from lenet_native import _core, reference as ref
+from lenet_native.model import _C3_IN, _C3_OUT
+
+from conftest import IMPLS, ISAS
+
+# reference calls take seconds at large batches: few rounds there
+ROUNDS = {1: 200, 64: 50, 1024: 10, 10000: 3}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("batch", [1, 64, 1024, 10000])
+def test_forward(benchmark, net, batch, impl):
+    benchmark.group = f"forward batch {batch}"
+    benchmark.extra_info["images"] = batch
+    x = net.x[:batch]
+    if impl == "reference":
+        out = benchmark.pedantic(ref.forward, args=(net.state, x, net.head),
+                                 rounds=max(1, ROUNDS[batch] // 10), iterations=1, warmup_rounds=0)
+    else:
+        out = benchmark.pedantic(net.model.forward, args=(x,), rounds=ROUNDS[batch], iterations=1,
+                                 warmup_rounds=1)
+    assert np.asarray(out).shape == (batch, 10)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_training_step(benchmark, net, impl):
+    benchmark.group = "train loss_and_grad batch 64"
+    benchmark.extra_info["images"] = 64
+    x, y = net.x[:64], net.labels[:64]
+    if impl == "reference":
+        loss, _ = benchmark.pedantic(ref.loss_and_grad, args=(net.state, x, y, net.head), rounds=10,
+                                     iterations=1)
+    else:
+        loss, _ = benchmark.pedantic(net.model.loss_and_grad, args=(x, y), rounds=50, iterations=1,
+                                     warmup_rounds=1)
+    assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("isa", ISAS)
+def test_forward_isa_threads(benchmark, net, isa, threads):
+    benchmark.group = "native forward batch 1024: isa x threads"
+    benchmark.extra_info["images"] = 1024
+    benchmark.pedantic(net.forward, args=(net.x[:1024], threads, isa), rounds=10, iterations=1,
+                       warmup_rounds=1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("isa", ISAS)
+def test_train_isa_threads(benchmark, net, isa, threads):
+    benchmark.group = "native loss_grad batch 64: isa x threads"
+    benchmark.extra_info["images"] = 64
+    benchmark.pedantic(_core.loss_grad, args=(net.flat, _C3_OUT, _C3_IN, net.head, net.x[:64],
+                                              net.labels[:64], 1.0 / 64, threads),
+                       kwargs={"isa": isa}, rounds=30, iterations=1, warmup_rounds=1)
+
+
+def test_single_image_model_forward(benchmark, net):
+    """The Python call included: LeNet5.forward on one (1, 32, 32) float32 image."""
+    benchmark.group = "model.forward one image"
+    x = net.x[:1]
+    net.model.threads = 2
+    benchmark.pedantic(net.model.forward, args=(x,), rounds=2000, iterations=1, warmup_rounds=10)
