@@ -315,6 +315,19 @@ class LeNet5:
     def __repr__(self):
         return f"LeNet5(head={self.head!r}, threads={self.threads})"
 
+    @classmethod
+    def pretrained(cls, head: str = "softmax", threads=None) -> "LeNet5":
+        """The LeNet-5 shipped with the package, trained by the project's own trainer with the
+        paper's distortions (its ``meta`` records the command, seed and test error)."""
+        from .pretrained import load_pretrained
+        return load_pretrained(head=head, threads=threads)
+
+    def fit(self, images, labels, test_images=None, test_labels=None, **options):
+        """Train in place with :func:`lenet_native.train.train` (optimizer="sgd" or "sdlm",
+        epochs, batch_size, lr, checkpoint, resume, distort, ...); returns the history."""
+        from .train import train
+        return train(self, images, labels, test_images, test_labels, **options)
+
     # -- computing -----------------------------------------------------------------------
 
     def forward(self, x, backend: str = "native") -> np.ndarray:
