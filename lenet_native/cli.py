@@ -205,6 +205,9 @@ def _train_arguments(p):
     p.add_argument("--resume", action="store_true",
                    help="continue from --out's checkpoint (same settings; bit-exact)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--distort", action="store_true",
+                   help="train on randomly distorted digits as in the paper (translation, scaling, "
+                        "squeezing, horizontal shearing), drawn afresh every epoch")
 
 
 @subcommand("train", help="train on MNIST, checkpointing every epoch",
@@ -246,7 +249,8 @@ def _train(args):
                     weight_decay=args.weight_decay, lr_schedule=args.lr_schedule,
                     mu=PAPER_MU if args.mu is None else args.mu, seed=args.seed,
                     threads=args.threads, checkpoint=out, resume=args.resume,
-                    progress=not args.no_progress, on_epoch=report)
+                    progress=not args.no_progress, on_epoch=report,
+                    distort=_distorter(args.distort))
     if history.interrupted:
         if history:
             print(f"{PROG}: interrupted; the {len(history)} completed epoch(s) are saved in "
@@ -260,6 +264,13 @@ def _train(args):
     if last is not None:
         print(f"final test error {_pct(last['test_error'])}")
     return EXIT_OK
+
+
+def _distorter(enabled):
+    if not enabled:
+        return None
+    from .distort import make_distorter
+    return make_distorter()
 
 
 # ----------------------------------------------------------------------------- eval
@@ -286,6 +297,31 @@ def _eval(args):
           f"n={r['n']}  loss {r['loss']:.4f}  {r['images_per_second']:.0f} images/s  "
           f"({model.head} head)")
     return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- demo, predict, bench
+# (their code lives beside what they use; the table above only names them)
+
+
+def _register_lazily(name, module, arguments, run, help):
+    """Register a subcommand whose module is imported only when it runs or adds options."""
+    import importlib
+
+    def add(p):
+        getattr(importlib.import_module(f"lenet_native.{module}"), arguments)(p)
+
+    def call(args):
+        return getattr(importlib.import_module(f"lenet_native.{module}"), run)(args)
+
+    register_command(name, call, help=help, arguments=add)
+
+
+_register_lazily("demo", "demo", "add_demo_arguments", "demo_main",
+                 "classify MNIST digits with the shipped model; speed of native vs reference")
+_register_lazily("predict", "images", "add_predict_arguments", "predict_main",
+                 "classify image files (PNG/JPEG with Pillow, .npy, IDX)")
+_register_lazily("bench", "bench", "add_bench_arguments", "bench_main",
+                 "images/s of native, the NumPy reference, and PyTorch / ONNX Runtime if installed")
 
 
 if __name__ == "__main__":  # pragma: no cover
