@@ -194,7 +194,8 @@ def _train_arguments(p):
     p.add_argument("--lr-schedule", choices=SCHEDULES, default=None,
                    help="default cosine for sgd, paper for sdlm")
     p.add_argument("--momentum", type=finite_float, default=0.9, help="sgd (default 0.9)")
-    p.add_argument("--weight-decay", type=finite_float, default=0.0, help="sgd (default 0)")
+    p.add_argument("--weight-decay", type=finite_float, default=None,
+                   help="sgd L2 weight decay (default 5e-4; must be 0 for sdlm)")
     p.add_argument("--mu", type=finite_float, default=None, help="sdlm mu (default 0.02)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seed of the initial weights and of the shuffling (default 0)")

@@ -49,12 +49,13 @@ SCHEDULES = ("constant", "step", "cosine", "paper")
 # Base learning rates (lr of the first epoch), chosen by experiment on the full MNIST
 # (see the train() docstring). For SDLM, "lr" is eta of passes 1-2.
 DEFAULT_LR = {
-    ("sgd", "softmax"): 0.05,
+    ("sgd", "softmax"): 0.1,
     ("sgd", "rbf"): 0.002,
     ("sdlm", "softmax"): 0.0005,
     ("sdlm", "rbf"): 0.00001,
 }
 DEFAULT_SCHEDULE = {"sgd": "cosine", "sdlm": "paper"}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "sdlm": 0.0}
 # The paper's eta for passes 1..20 (Appendix C): 0.0005 for passes 1-2, 0.0002 for 3-5,
 # 0.0001 for 6-8, 0.00005 for 9-12, 0.00001 after.
 PAPER_ETA = (0.0005,) * 2 + (0.0002,) * 3 + (0.0001,) * 3 + (0.00005,) * 4 + (0.00001,) * 8
@@ -161,7 +162,7 @@ def _evaluate(model, x, y, batch_size, threads):
 
 
 def train(model, train_images, train_labels, test_images=None, test_labels=None, *,
-          epochs=20, optimizer="sgd", batch_size=64, lr=None, momentum=0.9, weight_decay=0.0,
+          epochs=20, optimizer="sgd", batch_size=64, lr=None, momentum=0.9, weight_decay=None,
           lr_schedule=None, seed=0, threads=None, checkpoint=None, resume=False, progress=True,
           distort=None, on_epoch=None, mu=PAPER_MU, hessian_samples=HESSIAN_SAMPLES) -> History:
     """Train ``model`` in place; return the per-epoch :class:`History`.
@@ -248,6 +249,8 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
     momentum = _check_real("momentum", momentum)
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"train: momentum must be in [0, 1); got {momentum!r}")
+    if weight_decay is None:
+        weight_decay = DEFAULT_WEIGHT_DECAY[optimizer]
     weight_decay = _check_real("weight_decay", weight_decay)
     if weight_decay < 0:
         raise ValueError(f"train: weight_decay must be >= 0; got {weight_decay!r}")
