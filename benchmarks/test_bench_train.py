@@ -1,0 +1,101 @@
+"""Training speed, side by side in one run: one SGD step (forward, backward, momentum update)
+at batch 64 with 2 threads for native, the NumPy reference and PyTorch eager (when
+installed, on the same weights); and the paper's SDLM (one update per sample) against SGD
+over the same 2,000 samples.
+
+    pytest benchmarks/test_bench_train.py --benchmark-group-by=group
+
+An epoch is 60,000 / 64 = 938 steps: multiply the step's median by 938 for seconds per
+epoch, or compare the medians directly (same data, same weights, same threads).
+"""
+import numpy as np
+import pytest
+
+import lenet_native as ln
+from lenet_native import _core, reference as ref
+from lenet_native.bench import _torch_module
+from lenet_native.model import _C3_IN, _C3_OUT, trainable_mask
+
+THREADS = 2
+BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = ln.preprocess(rng.integers(0, 256, (2048, 28, 28), dtype=np.uint8))
+    y = rng.integers(0, 10, 2048).astype(np.int32)
+    return x, y
+
+
+@pytest.mark.parametrize("impl", ["reference", "native", "torch"])
+def test_sgd_step(benchmark, data, impl):
+    benchmark.group = f"sgd step batch {BATCH}, {THREADS} threads"
+    benchmark.extra_info["images"] = BATCH
+    x, y = data[0][:BATCH], data[1][:BATCH]
+    model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
+    lr, momentum = 0.01, 0.9
+    if impl == "native":
+        flat, vel, grad = model._flat, np.zeros_like(model._flat), np.zeros_like(model._flat)
+        mask = trainable_mask("softmax")
+
+        def step():
+            grad[:] = 0
+            _core.loss_grad(flat, _C3_OUT, _C3_IN, "softmax", x, y, 1.0 / BATCH, THREADS, grad)
+            _core.sgd_step(flat, vel, grad, mask, lr, momentum, 0.0)
+
+        benchmark.pedantic(step, rounds=100, iterations=1, warmup_rounds=3)
+    elif impl == "reference":
+        state = model.state_dict()
+        vel = {k: np.zeros_like(v) for k, v in state.items() if k != "c3.table"}
+
+        def step():
+            _, grads = ref.loss_and_grad(state, x, y, "softmax")
+            for k, g in grads.items():
+                vel[k] = momentum * vel[k] + g
+                state[k] -= lr * vel[k]
+
+        benchmark.pedantic(step, rounds=10, iterations=1, warmup_rounds=1)
+    else:
+        torch = pytest.importorskip("torch")
+        torch.set_num_threads(THREADS)
+        net = _torch_module(model.state_dict(), "softmax").train()
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+        xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(y.astype(np.int64))
+
+        def step():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(net(xt), yt)
+            loss.backward()
+            opt.step()
+
+        benchmark.pedantic(step, rounds=100, iterations=1, warmup_rounds=3)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sdlm"])
+def test_sdlm_against_sgd(benchmark, data, optimizer):
+    """The same 2,048 samples: SGD in batches of 64 (2 threads) against SDLM's 2,048
+    per-sample updates (one thread: each update needs the previous one)."""
+    benchmark.group = "2048 samples: sgd (batch 64) vs sdlm (per sample)"
+    benchmark.extra_info["images"] = 2048
+    x, y = data
+    model = ln.LeNet5(head="rbf", seed=0, threads=THREADS)
+    flat = model._flat
+    mask = trainable_mask("rbf")
+    if optimizer == "sgd":
+        vel, grad = np.zeros_like(flat), np.zeros_like(flat)
+
+        def run():
+            for lo in range(0, 2048, BATCH):
+                grad[:] = 0
+                _core.loss_grad(flat, _C3_OUT, _C3_IN, "rbf", x[lo:lo + BATCH], y[lo:lo + BATCH],
+                                1.0 / BATCH, THREADS, grad)
+                _core.sgd_step(flat, vel, grad, mask, 1e-4, 0.9, 0.0)
+    else:
+        step = (1e-5 * mask).astype(np.float32)
+        order = np.arange(2048, dtype=np.int64)
+
+        def run():
+            _core.sdlm_epoch(flat, _C3_OUT, _C3_IN, "rbf", step, x, y, order)
+
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
