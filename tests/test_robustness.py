@@ -777,20 +777,14 @@ def _resume(folder):
     return model, history
 
 
-XFAIL_TRAIN = pytest.mark.xfail(
-    raises=ValueError, strict=False,
-    reason="known (train.py): the state file is replaced before the model file, so a kill "
-           "between the two leaves a state one epoch ahead and resume refuses; patch in the report")
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
 @pytest.mark.parametrize("point, target", [
     ("mid-epoch", 12),            # in epoch 3 (5 batches per epoch)
     ("during-state", 2),          # writing the state file of epoch 2
     ("during-history", 3),        # writing the history of epoch 3
     ("after-model", 2),           # epoch 2 fully saved
-    pytest.param("during-model", 3, marks=XFAIL_TRAIN),   # writing the model file of epoch 3
-    pytest.param("after-state", 2, marks=XFAIL_TRAIN),    # between the state and the model file
+    pytest.param("during-model", 3),   # writing the model file of epoch 3
+    pytest.param("after-state", 2),    # between the state and the model file
 ])
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(tiny_run, point, target):
     """The training process is killed with SIGKILL (no clean-up at all) at a chosen point;
