@@ -197,7 +197,8 @@ def _train_arguments(p):
     p.add_argument("--weight-decay", type=finite_float, default=None,
                    help="sgd L2 weight decay (default 5e-4; must be 0 for sdlm)")
     p.add_argument("--mu", type=finite_float, default=None,
-                   help="sdlm mu (default 1.0 for rbf, 0.02 for softmax; the paper: 0.02)")
+                   help="sdlm mu (default 1.0 for rbf, 0.1 for softmax; the paper's 0.02 "
+                        "diverges here, see lenet_native.train.train)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seed of the initial weights and of the shuffling (default 0)")
     p.add_argument("--threads", type=positive_int, default=None,

@@ -200,8 +200,9 @@ def test_register_a_subcommand(capsys, monkeypatch):
     assert one_error_line(capsys.readouterr().err) == "lenet-native: error: it went wrong"
 
 
-def test_python_dash_m():
+def test_python_dash_m(tmp_path):
+    # run outside the checkout, so that the installed package is imported, not the sources
     r = subprocess.run([sys.executable, "-m", "lenet_native", "summary", "--head", "rbf"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "340,908" in r.stdout

@@ -4,6 +4,7 @@ independent of the thread count and of the batch an image comes in; and the erro
 variant that does not exist or that this CPU cannot run."""
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -198,7 +199,9 @@ def test_unsupported_variant_is_refused(isa):
 def _import_with(value):
     env = dict(os.environ, LENET_NATIVE_ISA=value)
     code = "from lenet_native import _core; print(_core.default_isa())"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # run outside the checkout, so that the installed package is imported, not the sources
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -6,6 +6,7 @@ result must be bit-identical to the serial one.
 """
 import os
 import subprocess
+import tempfile
 import sys
 import textwrap
 import threading
@@ -222,5 +223,5 @@ def test_forked_child_can_compute():
     """multiprocessing with the fork start method: a child forked after the parent used
     multi-threaded kernels must still compute (not hang)."""
     proc = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120,
-                          env=child_env())
+                          env=child_env(), cwd=tempfile.gettempdir())  # import the installed package
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -90,7 +90,7 @@ def test_one_sdlm_pass_reduces_loss(data, head):
     assert after < before
     rec = h[0]
     assert rec["test_error"] is None and rec["eta"] == rec["lr"] == 0.0005
-    assert rec["mu"] == (1.0 if head == "rbf" else 0.02)     # see train()'s docstring
+    assert rec["mu"] == (1.0 if head == "rbf" else 0.1)     # see train()'s docstring
     assert rec["h_mean"] > 0 and 0 <= rec["train_error"] <= 1
     if head == "rbf":   # the prototypes are never trained
         lo, hi = _core.PARAM_OFFSETS["out.weight"]
