@@ -128,13 +128,7 @@ def _as_input(x, where="forward", finite=True) -> np.ndarray:
             and x.shape[1] == 32 and x.shape[2] == 32 and x.flags.c_contiguous):
         a = x  # already what the kernels take: no conversion, no copy
     else:
-        if isinstance(x, np.ndarray):
-            a = x
-        else:
-            try:
-                a = np.asarray(x)
-            except Exception as exc:
-                raise TypeError(f"{where}: cannot convert input of type {type(x).__name__} to an array") from exc
+        a = _to_array(x, where)
         if a.dtype == np.uint8:
             raise TypeError(f"{where}: got uint8 input; raw MNIST digits go through preprocess() "
                             f"(or use predict / predict_proba, which accept them)")
@@ -158,17 +152,19 @@ def _as_input(x, where="forward", finite=True) -> np.ndarray:
     return a
 
 
+def _to_array(x, where) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # ragged lists, objects numpy cannot take
+        raise TypeError(f"{where}: cannot convert input of type {type(x).__name__} to an array") from exc
+
+
 def _as_images(images, where, finite=True):
     """Raw uint8 28x28 digits or preprocessed 32x32 float input -> network input
     (finite: as for _as_input; preprocessed digits are always finite)."""
-    if isinstance(images, np.ndarray):
-        a = images
-    else:
-        try:
-            a = np.asarray(images)
-        except Exception as exc:
-            raise TypeError(f"{where}: cannot convert input of type {type(images).__name__} "
-                            f"to an array") from exc
+    a = _to_array(images, where)
     if a.dtype == np.uint8:
         return preprocess(a)
     return _as_input(a, where, finite)
