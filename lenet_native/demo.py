@@ -107,14 +107,10 @@ def demo_main(args, out=None) -> int:
     threads = getattr(args, "threads", None)
     head = getattr(args, "head", "softmax")
     weights = getattr(args, "weights", None)
-    if weights:
-        from .model import LeNet5
-        model = LeNet5.load(weights, threads=threads)
-        title = f"LeNet-5 from {weights} ({model.head} head)"
-    else:
-        from .pretrained import load_pretrained
-        model = load_pretrained(head, threads=threads)
-        title = f"LeNet-5, pretrained ({model.head} head)"
+    from .pretrained import load_model
+    model = load_model(weights, head, threads)
+    title = (f"LeNet-5 from {weights} ({model.head} head)" if weights
+             else f"LeNet-5, pretrained ({model.head} head)")
     prov = _provenance(model)
     print(title + (f": {prov}" if prov else ""), file=out)
 

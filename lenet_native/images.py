@@ -397,11 +397,9 @@ def add_predict_arguments(parser) -> None:
 
 
 def _load_model(args):
-    if getattr(args, "weights", None):
-        from .model import LeNet5
-        return LeNet5.load(args.weights, threads=getattr(args, "threads", None))
-    from .pretrained import load_pretrained
-    return load_pretrained(getattr(args, "head", "softmax"), threads=getattr(args, "threads", None))
+    from .pretrained import load_model
+    return load_model(getattr(args, "weights", None), getattr(args, "head", "softmax"),
+                      getattr(args, "threads", None))
 
 
 def predict_main(args, out=None, err=None) -> int:

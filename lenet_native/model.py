@@ -326,14 +326,19 @@ class LeNet5:
 
     # -- computing -----------------------------------------------------------------------
 
+    def _native_net(self):
+        """A handle on the parameters for the C forward, rebuilt when the parameter array
+        is replaced (load_state_dict, load)."""
+        net = self.__dict__.get("_net_handle")
+        if net is None or net.params is not self._flat or net.head != self.head:
+            net = self.__dict__["_net_handle"] = _core.Net(self._flat, _C3_OUT, _C3_IN, self.head)
+        return net
+
     def forward(self, x, backend: str = "native") -> np.ndarray:
         """(N, 32, 32) or (N, 1, 32, 32) float input -> (N, 10) float32: the logits
         (softmax head) or the RBF distances y_i (rbf head)."""
         if backend == "native":
-            # a handle on the parameters, rebuilt when the parameter array is replaced
-            net = self.__dict__.get("_native_net")
-            if net is None or net.params is not self._flat or net.head != self.head:
-                net = self.__dict__["_native_net"] = _core.Net(self._flat, _C3_OUT, _C3_IN, self.head)
+            net = self._native_net()
             # a C-contiguous float32 (N, 32, 32) goes straight through (the C code checks
             # finiteness as it reads the images); anything else is converted first
             out = net.forward(x, self._threads)
@@ -360,24 +365,22 @@ class LeNet5:
         return {k: acts[:, lo:hi].reshape((x.shape[0],) + ACT_SHAPES[k])
                 for k, (lo, hi) in _core.ACT_OFFSETS.items()}
 
+    def _outputs(self, images, where, backend):
+        """forward() of raw uint8 digits or preprocessed input, errors named after `where`."""
+        if backend == "native":
+            # _as_images gives C-contiguous float32; finiteness is checked in C as it streams
+            return self._native_net().forward(_as_images(images, where, False), self._threads,
+                                              where=where)
+        return self.forward(_as_images(images, where), backend=backend)
+
     def predict_proba(self, images, backend: str = "native") -> np.ndarray:
         """Class probabilities (N, 10): softmax of the logits, or of -y for the RBF head."""
-        if backend == "native":
-            out = _core.forward(self._flat, _C3_OUT, _C3_IN, self.head,
-                                _as_images(images, "predict_proba", False), self._threads,
-                                check_finite=True, where="predict_proba")
-        else:
-            out = self.forward(_as_images(images, "predict_proba"), backend=backend)
+        out = self._outputs(images, "predict_proba", backend)
         return _core.softmax(out, -1.0 if self.head == "rbf" else 1.0)
 
     def predict(self, images, backend: str = "native") -> np.ndarray:
         """Class labels (N,) int64 of raw uint8 28x28 digits or preprocessed 32x32 input."""
-        if backend == "native":
-            out = _core.forward(self._flat, _C3_OUT, _C3_IN, self.head,
-                                _as_images(images, "predict", False), self._threads,
-                                check_finite=True, where="predict")
-        else:
-            out = self.forward(_as_images(images, "predict"), backend=backend)
+        out = self._outputs(images, "predict", backend)
         return (out.argmin(axis=1) if self.head == "rbf" else out.argmax(axis=1)).astype(np.int64)
 
     def loss_and_grad(self, x, labels, backend: str = "native"):

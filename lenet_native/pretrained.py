@@ -57,3 +57,11 @@ def load_pretrained(head: str = "softmax", threads=None) -> LeNet5:
     _check_head(head)
     with resources.as_file(_resource(head)) as path:
         return LeNet5.load(path, threads=threads)
+
+
+def load_model(weights=None, head: str = "softmax", threads=None) -> LeNet5:
+    """A weight file if one is given, else the shipped model with that head (the choice the
+    demo and predict commands offer with --weights / --head)."""
+    if weights:
+        return LeNet5.load(weights, threads=threads)
+    return load_pretrained(head, threads=threads)
