@@ -168,7 +168,7 @@ int squash_forward(float *out,                  /* out: (n,) */
                    const float *in,             /* in:  (n,) */
                    int64_t n);
 /* squash_forward computed by an instruction-set variant's vectorised squash (LENET_ISA_*;
- * portable: squash_forward itself); every variant is within 4 float32 ulps of A tanh(S a). */
+ * portable: squash_forward itself); within 4 (portable) or 6 (AVX2, AVX-512) float32 ulps of A tanh(S a). */
 int lenet_squash_isa(float *out, const float *in, int64_t n, int isa);
 /* din += dout * f'(a), with f'(a) computed from the OUTPUT y = f(a): S (A^2 - y^2) / A. */
 int squash_backward(float *restrict din, const float *restrict dout,
