@@ -551,8 +551,9 @@ cdef class Net:
         return (Net, (self.params, self.c3_out, self.c3_in, self.head, self.isa))
 
     def forward(self, x, int threads=1, bint check_finite=True, str where="forward"):
-        """x, a C-contiguous native float32 (N, 32, 32) buffer -> (N, 10); None if x is not
-        one (the caller then converts it). check_finite/where as for forward()."""
+        """x, a C-contiguous native float32 (N, 32, 32) or (N, 1, 32, 32) buffer -> (N, 10);
+        None if x is not one (the caller then converts it). check_finite/where as for
+        forward()."""
         cdef Py_buffer view
         try:
             PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
@@ -562,8 +563,11 @@ cdef class Net:
         cdef int64_t N
         try:
             fmt = view.format if view.format != NULL else b"B"
-            if (view.ndim != 3 or view.itemsize != 4 or fmt not in (b"f", b"@f", b"=f")
-                    or view.shape[1] != 32 or view.shape[2] != 32):
+            # (N, 32, 32) or (N, 1, 32, 32): the same bytes
+            if (view.itemsize != 4 or fmt not in (b"f", b"@f", b"=f")
+                    or not ((view.ndim == 3 and view.shape[1] == 32 and view.shape[2] == 32)
+                            or (view.ndim == 4 and view.shape[1] == 1 and view.shape[2] == 32
+                                and view.shape[3] == 32))):
                 return None
             N = view.shape[0]
             res = np.empty((N, 10), np.float32)

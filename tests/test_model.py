@@ -118,6 +118,7 @@ def test_threads_do_not_change_forward():
     (np.zeros((2, 32, 32), np.int64), TypeError, "float"),
     (np.zeros((2, 32, 32), np.complex64), TypeError, "float"),
     (np.full((2, 32, 32), np.nan, np.float32), ValueError, "NaN"),
+    (np.full((2, 1, 32, 32), np.nan, np.float32), ValueError, "NaN"),
     (np.full((1, 32, 32), np.inf), ValueError, "NaN or infinity"),
     (np.full((1, 32, 32), 1e300), ValueError, "too large"),
     (np.zeros(5, np.float32), ValueError, "shape"),
