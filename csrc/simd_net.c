@@ -206,8 +206,7 @@ static void pool_one(float *restrict out, const float *restrict in, const float 
 #define C1_MG 2
 #endif
 #define C1_NV (32 / VL)
-static void c1_one(float *restrict c1, float *restrict xs, const float *restrict x,
-                   const float *restrict w, const float *restrict b)
+static void build_xs(float *restrict xs, const float *restrict x)
 {
     for (int kj = 0; kj < 5; kj++)
         for (int r = 0; r < 32; r++)
@@ -215,6 +214,12 @@ static void c1_one(float *restrict c1, float *restrict xs, const float *restrict
                 const int c0 = v * VL + kj, cnt = 32 - c0 < VL ? 32 - c0 : VL;
                 vstorea(xs + (kj * 32 + r) * 32 + v * VL, vload_first(x + r * 32 + c0, cnt));
             }
+}
+
+static void c1_one(float *restrict c1, float *restrict xs, const float *restrict x,
+                   const float *restrict w, const float *restrict b)
+{
+    build_xs(xs, x);
     for (int m0 = 0; m0 < 6; m0 += C1_MG)
         for (int i = 0; i < 28; i++) {
             vf acc[C1_MG][C1_NV];
@@ -242,10 +247,8 @@ static void c1_one(float *restrict c1, float *restrict xs, const float *restrict
  * ss[c][kj][r][t] = s2[c][r][kj + t] (zeros past the row), so every load is aligned; each
  * output row is 16 / VL vectors of which the first 10 columns are kept. */
 #define C3_NV (16 / VL)
-static void c3_one(float *restrict c3, float *restrict ss, const float *restrict s2,
-                   const lenet_net *net)
+static void build_ss(float *restrict ss, const float *restrict s2)
 {
-    const float *w = P(net, LENET_OFF_C3_W), *b = P(net, LENET_OFF_C3_B);
     for (int c = 0; c < 6; c++)
         for (int kj = 0; kj < 5; kj++)
             for (int r = 0; r < 14; r++)
@@ -254,6 +257,13 @@ static void c3_one(float *restrict c3, float *restrict ss, const float *restrict
                     vstorea(ss + ((c * 5 + kj) * 14 + r) * 16 + v * VL,
                             cnt > 0 ? vload_first(s2 + c * 196 + r * 14 + c0, cnt) : vzero());
                 }
+}
+
+static void c3_one(float *restrict c3, float *restrict ss, const float *restrict s2,
+                   const lenet_net *net)
+{
+    const float *w = P(net, LENET_OFF_C3_W), *b = P(net, LENET_OFF_C3_B);
+    build_ss(ss, s2);
     int first[17];
     c3_ranges(first, net->c3_out);
     for (int m = 0; m < 16; m++)
@@ -832,15 +842,129 @@ static void grad_block(float *restrict grad, float *restrict losses, float *rest
     }
 }
 
-/* One image (SDLM): the spatial forward, then the portable backward */
+/* ================================================================ training, one image */
+
+/* Weight gradient of a 5x5 correlation for one image, spatial layout, NK kernel rows from k0:
+ *   acc[ki][kj] += sum_{i < Ho} d[i] * src[kj][i + ki]   (vectors over the columns)
+ * d: Ho rows of NV vectors (zero past the valid columns); src: pre-shifted rows (build_xs,
+ * build_ss layout), row r of shift kj at src + kj * kjs + r * rs, NV vectors. */
+#define CORR_ONE(NAME, NV)                                                                       \
+static inline void NAME(vf *restrict acc, int k0, int NK, const float *restrict d, int Ho,      \
+                        const float *restrict src, size_t kjs, size_t rs)                        \
+{                                                                                                \
+    vf a[2][5];                                                                                  \
+    for (int t = 0; t < NK; t++)                                                                 \
+        for (int kj = 0; kj < 5; kj++) a[t][kj] = acc[(k0 + t) * 5 + kj];                         \
+    for (int i = 0; i < Ho; i++)                                                                 \
+        for (int v = 0; v < NV; v++) {                                                           \
+            const vf dv = vloada(d + (i * NV + v) * VL);                                         \
+            for (int t = 0; t < NK; t++)                                                         \
+                for (int kj = 0; kj < 5; kj++)                                                   \
+                    a[t][kj] = vfma(dv, vloada(src + kj * kjs + (i + k0 + t) * rs + v * VL), a[t][kj]); \
+        }                                                                                        \
+    for (int t = 0; t < NK; t++)                                                                 \
+        for (int kj = 0; kj < 5; kj++) acc[(k0 + t) * 5 + kj] = a[t][kj];                         \
+}
+CORR_ONE(corr_one_c1, C1_NV)
+CORR_ONE(corr_one_c3, C3_NV)
+
+#define CORR_ONE_GRAD(FN, grad, d, Ho, src, kjs, rs)                                             \
+    do {                                                                                         \
+        vf acc_[25];                                                                             \
+        for (int k_ = 0; k_ < 25; k_++) acc_[k_] = vzero();                                       \
+        FN(acc_, 0, 2, d, Ho, src, kjs, rs);                                                     \
+        FN(acc_, 2, 2, d, Ho, src, kjs, rs);                                                     \
+        FN(acc_, 4, 1, d, Ho, src, kjs, rs);                                                     \
+        add_hsums25(grad, acc_);                                                                 \
+    } while (0)
+
+/* workspace of grad_one (floats), after acts, d, dpre (3 RUP(LENET_NACTS)) */
+#define G_XS 0                              /* (5, 32, 32) build_xs */
+#define G_SS (G_XS + 5 * 32 * 32)           /* (6, 5, 14, 16) build_ss */
+#define G_D3 (G_SS + 6 * 5 * 14 * 16)       /* (16, 10, 16) dC3 pre-activation, padded rows */
+#define G_D1 (G_D3 + 16 * 10 * 16)          /* (6, 28, 32) dC1 pre-activation, padded rows */
+#define G_T (G_D1 + 6 * 28 * 32)            /* (5, 14, 32) shifted partial sums of dS2 */
+#define G_FWD (G_T + 5 * 14 * 32)           /* forward_one's workspace */
+#define GRAD_ONE_WS (G_FWD + ONE_WS)
+
+/* One image (SDLM): the spatial forward; the head, F6, C5 and S4 by the portable code
+ * (vectorised by the compiler); C3, S2 and C1 here, in the spatial layout. */
 static float grad_one(float *restrict grad, float *restrict out, const lenet_net *net,
                       const float *restrict x, int label, float scale, float *restrict ws)
 {
     float *acts = ws, *d = ws + RUP(LENET_NACTS), *dpre = d + RUP(LENET_NACTS);
+    float *g = dpre + RUP(LENET_NACTS);
+    float *xs = g + G_XS, *ss = g + G_SS, *d3 = g + G_D3, *d1 = g + G_D1, *T = g + G_T;
     float o[10];
-    forward_one(o, acts, net, x, dpre + RUP(LENET_NACTS));
+    forward_one(o, acts, net, x, g + G_FWD);
     if (out) memcpy(out, o, 10 * sizeof(float));
-    return net_backward_one(grad, d, dpre, acts, net, x, label, scale);
+    const float loss = net_backward_top_one(grad, d, dpre, acts, net, label, scale);
+
+    /* C3: bias, weights per pair */
+    const float *dc3 = dpre + LENET_ACT_C3, *s2 = acts + LENET_ACT_S2;
+    for (int r = 0; r < 160; r++)
+        for (int v = 0; v < C3_NV; v++) {
+            const int c = 10 - v * VL < VL ? 10 - v * VL : VL;
+            vstorea(d3 + r * 16 + v * VL, c > 0 ? vload_first(dc3 + r * 10 + v * VL, c) : vzero());
+        }
+    for (int m = 0; m < 16; m++) grad[LENET_OFF_C3_B + m] += sumf(dc3 + m * 100, 100);
+    build_ss(ss, s2);
+    for (int q = 0; q < LENET_C3_PAIRS; q++)
+        CORR_ONE_GRAD(corr_one_c3, grad + LENET_OFF_C3_W + q * 25, d3 + net->c3_out[q] * 160, 10,
+                      ss + net->c3_in[q] * 5 * 14 * 16, 14 * 16, 16);
+
+    /* C3's input gradient, per S2 map c: T[kj][r] = sum over the pairs q reading c and ki of
+     * w[q][ki][kj] d3[m_q][r - ki] (rows of 16 at offset 16 of 32, zeros before), then
+     * dS2[c][r][s] = sum_kj T[kj][r][s - kj], times f'(S2) */
+    const float *w3 = P(net, LENET_OFF_C3_W);
+    float *ds2 = dpre + LENET_ACT_S2;
+    for (int t = 0; t < 5 * 14; t++)
+        for (int v = 0; v < 16 / VL; v++) vstorea(T + t * 32 + v * VL, vzero());
+    for (int c = 0; c < 6; c++) {
+        for (int kj = 0; kj < 5; kj++)
+            for (int v = 0; v < C3_NV; v++) {
+                vf acc[14];
+                for (int r = 0; r < 14; r++) acc[r] = vzero();
+                for (int q = 0; q < LENET_C3_PAIRS; q++) {
+                    if (net->c3_in[q] != c) continue;
+                    const float *dm = d3 + net->c3_out[q] * 160 + v * VL;
+                    for (int ki = 0; ki < 5; ki++) {
+                        const vf wv = vset1(w3[q * 25 + ki * 5 + kj]);
+                        for (int i = 0; i < 10; i++) acc[i + ki] = vfma(wv, vloada(dm + i * 16), acc[i + ki]);
+                    }
+                }
+                for (int r = 0; r < 14; r++) vstorea(T + (kj * 14 + r) * 32 + 16 + v * VL, acc[r]);
+            }
+        for (int r = 0; r < 14; r++)
+            for (int v = 0; v < C3_NV; v++) {
+                vf sum = vload(T + r * 32 + 16 + v * VL);
+                for (int kj = 1; kj < 5; kj++) sum = vadd(sum, vload(T + (kj * 14 + r) * 32 + 16 - kj + v * VL));
+                const int cnt = 14 - v * VL < VL ? 14 - v * VL : VL;
+                if (cnt <= 0) continue;
+                const float *sr = s2 + c * 196 + r * 14 + v * VL;
+                vstore_first(ds2 + c * 196 + r * 14 + v * VL,
+                             vmul(sum, vsquash_deriv(vload_first(sr, cnt))), cnt);
+            }
+    }
+
+    /* S2 (into C1's output gradient), C1's squash, then C1: bias and weights */
+    float *dc1 = d + LENET_ACT_C1;
+    subsample_backward_one(dc1, grad + LENET_OFF_S2_W, grad + LENET_OFF_S2_B, ds2,
+                           acts + LENET_ACT_C1, P(net, LENET_OFF_S2_W), 6, 28, 28);
+    const float *c1 = acts + LENET_ACT_C1;
+    for (int r = 0; r < 6 * 28; r++)
+        for (int v = 0; v < C1_NV; v++) {
+            const int cnt = 28 - v * VL < VL ? 28 - v * VL : VL;
+            vstorea(d1 + r * 32 + v * VL, cnt > 0 ? vmul(vload_first(dc1 + r * 28 + v * VL, cnt),
+                                                         vsquash_deriv(vload_first(c1 + r * 28 + v * VL, cnt)))
+                                                  : vzero());
+        }
+    build_xs(xs, x);
+    for (int m = 0; m < 6; m++) {
+        grad[LENET_OFF_C1_B + m] += lanes_sum(d1 + m * 28 * 32, 28 * C1_NV, VL);
+        CORR_ONE_GRAD(corr_one_c1, grad + LENET_OFF_C1_W + m * 25, d1 + m * 28 * 32, 28, xs, 32 * 32, 32);
+    }
+    return loss;
 }
 
 static void squash_n(float *out, const float *in, int64_t n)
@@ -854,7 +978,7 @@ static void squash_n(float *out, const float *in, int64_t n)
 
 const lenet_simd_kernels LENET_SIMD_TABLE = {
     .lanes = LN,
-    .ws_floats = MAXF(MAXF(BLOCK_WS, TRAIN_WS), 3 * RUP(LENET_NACTS) + ONE_WS),
+    .ws_floats = MAXF(MAXF(BLOCK_WS, TRAIN_WS), 3 * RUP(LENET_NACTS) + GRAD_ONE_WS),
     .forward_one = forward_one,
     .forward_block = forward_block,
     .grad_block = grad_block,

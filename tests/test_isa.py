@@ -156,6 +156,27 @@ def test_sdlm_epoch_is_per_sample_gradient_steps(isa, head):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("head", HEADS)
+def test_sdlm_sample_gradient_matches_loss_grad(isa, head):
+    """The per-sample gradient of sdlm_epoch (its own single-image backward) equals
+    loss_grad's, layer by layer: one sample with a unit step gives p - g."""
+    model = make(head, scale=1.5)
+    rng = np.random.default_rng(14)
+    x, y = inputs(rng, 3), rng.integers(0, 10, 3).astype(np.int32)
+    mask = ln.model.trainable_mask(head).astype(np.float32)
+    for i in range(3):
+        p0 = model._flat.astype(np.float64)
+        p = model._flat.copy()
+        _core.sdlm_epoch(p, _C3_OUT, _C3_IN, head, mask, x, y, np.array([i], np.int64), isa=isa)
+        _, _, g = _core.loss_grad(model._flat, _C3_OUT, _C3_IN, head, x[i:i + 1], y[i:i + 1], 1.0, isa=isa)
+        got = ln.model.unpack((p0 - p).astype(np.float32), head, trainable_only=True)
+        want = ln.model.unpack(g, head, trainable_only=True)
+        for k in want:
+            scale = max(1e-4, float(np.abs(want[k]).max()))
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-3, atol=1e-4 * scale, err_msg=k)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_squash_error_bound(isa):
     """Every variant's vectorised tanh stays within its stated bound of A tanh(S a)
     (csrc/simd.h: 6 float32 ulps for the SIMD rational form; csrc/layers_impl.h: 4 for the
