@@ -431,9 +431,13 @@ int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32
             l = net_backward_one(g, d, dpre, acts, &net, x + i * 1024, labels[i], 1.0f);
         }
         if (losses) losses[n] = l;
-        for (int j = 0; j < LENET_NPARAMS; j++) {  /* the update, and g zeroed for the next sample */
-            params[j] -= step[j] * g[j];
-            g[j] = 0.0f;
+        if (k) {
+            k->step_clear(params, g, step, LENET_NPARAMS);
+        } else {
+            for (int j = 0; j < LENET_NPARAMS; j++) {  /* the update, and g zeroed for the next sample */
+                params[j] -= step[j] * g[j];
+                g[j] = 0.0f;
+            }
         }
     }
     return LENET_OK;

@@ -974,6 +974,19 @@ static void squash_n(float *out, const float *in, int64_t n)
     if (k < n) vstore_first(out + k, vsquash(vload_first(in + k, (int)(n - k))), (int)(n - k));
 }
 
+static void step_clear(float *restrict p, float *restrict g, const float *restrict step, int64_t n)
+{
+    int64_t k = 0;
+    for (; k + VL <= n; k += VL) {
+        vstore(p + k, vfnma(vload(step + k), vload(g + k), vload(p + k)));
+        vstore(g + k, vzero());
+    }
+    for (; k < n; k++) {
+        p[k] -= step[k] * g[k];
+        g[k] = 0.0f;
+    }
+}
+
 #define MAXF(a, b) ((a) > (b) ? (a) : (b))
 
 const lenet_simd_kernels LENET_SIMD_TABLE = {
@@ -984,4 +997,5 @@ const lenet_simd_kernels LENET_SIMD_TABLE = {
     .grad_block = grad_block,
     .squash = squash_n,
     .grad_one = grad_one,
+    .step_clear = step_clear,
 };
