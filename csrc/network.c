@@ -425,20 +425,16 @@ int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32
         const int64_t i = order[n];
         float l;
         if (k) {
-            l = k->grad_one(g, NULL, &net, x + i * 1024, labels[i], 1.0f, kws);
+            l = k->sdlm_sample(params, step, g, &net, x + i * 1024, labels[i], kws);
         } else {
             net_forward_one(acts, &net, x + i * 1024);
             l = net_backward_one(g, d, dpre, acts, &net, x + i * 1024, labels[i], 1.0f);
-        }
-        if (losses) losses[n] = l;
-        if (k) {
-            k->step_clear(params, g, step, LENET_NPARAMS);
-        } else {
             for (int j = 0; j < LENET_NPARAMS; j++) {  /* the update, and g zeroed for the next sample */
                 params[j] -= step[j] * g[j];
                 g[j] = 0.0f;
             }
         }
+        if (losses) losses[n] = l;
     }
     return LENET_OK;
 }

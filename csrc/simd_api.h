@@ -40,12 +40,11 @@ typedef struct {
     /* out[0..n) = A tanh(S in[0..n)), the variant's vectorised squash (out == in allowed) */
     void (*squash)(float *out, const float *in, int64_t n);
 
-    /* p[i] -= step[i] * g[i], then g[i] = 0, for i < n (the SDLM update) */
-    void (*step_clear)(float *restrict p, float *restrict g, const float *restrict step, int64_t n);
-
-    /* One image, the same contract as grad_block with n = 1 (the SDLM per-sample step). */
-    float (*grad_one)(float *restrict grad, float *restrict out, const lenet_net *net,
-                      const float *restrict x, int label, float scale, float *restrict ws);
+    /* One SDLM sample: params -= step * (the gradient of the sample's loss at params).
+     * grad (LENET_NPARAMS,) is scratch, zero on entry and on return. Returns the loss. */
+    float (*sdlm_sample)(float *params, const float *restrict step, float *restrict grad,
+                         const lenet_net *net, const float *restrict x, int label,
+                         float *restrict ws);
 } lenet_simd_kernels;
 
 #ifdef LENET_HAVE_AVX2

@@ -878,7 +878,7 @@ CORR_ONE(corr_one_c3, C3_NV)
         add_hsums25(grad, acc_);                                                                 \
     } while (0)
 
-/* workspace of grad_one (floats), after acts, d, dpre (3 RUP(LENET_NACTS)) */
+/* workspace of sdlm_sample (floats), after acts, d, dpre (3 RUP(LENET_NACTS)) */
 #define G_XS 0                              /* (5, 32, 32) build_xs */
 #define G_SS (G_XS + 5 * 32 * 32)           /* (6, 5, 14, 16) build_ss */
 #define G_D3 (G_SS + 6 * 5 * 14 * 16)       /* (16, 10, 16) dC3 pre-activation, padded rows */
@@ -887,18 +887,94 @@ CORR_ONE(corr_one_c3, C3_NV)
 #define G_FWD (G_T + 5 * 14 * 32)           /* forward_one's workspace */
 #define GRAD_ONE_WS (G_FWD + ONE_WS)
 
-/* One image (SDLM): the spatial forward; the head, F6, C5 and S4 by the portable code
- * (vectorised by the compiler); C3, S2 and C1 here, in the spatial layout. */
-static float grad_one(float *restrict grad, float *restrict out, const lenet_net *net,
-                      const float *restrict x, int label, float scale, float *restrict ws)
+/* dx (K) = sum_m d[m] w[m][:] with the weights as they come in, and in the same pass
+ * w[m][k] -= step[m][k] (d[m] in[k]): a dense layer's backward fused with its SDLM update,
+ * so the weight gradient is never stored. w and step (M, K), d (M,), in (K,). */
+static void dense_bwd_update(float *restrict dx, float *w, const float *restrict step,
+                             const float *restrict d, const float *restrict in, int K, int M)
+{
+    for (int k = 0; k < K; k += VL) vstore_first(dx + k, vzero(), K - k);
+    for (int m = 0; m < M; m++) {
+        const vf dm = vset1(d[m]);
+        float *wr = w + (size_t)m * K;
+        const float *sr = step + (size_t)m * K;
+        int k = 0;
+        for (; k + VL <= K; k += VL) {
+            const vf wv = vload(wr + k);
+            vstore(dx + k, vfma(dm, wv, vload(dx + k)));
+            vstore(wr + k, vfnma(vload(sr + k), vmul(dm, vload(in + k)), wv));
+        }
+        if (k < K) {
+            const int c = K - k;
+            const vf wv = vload_first(wr + k, c);
+            vstore_first(dx + k, vfma(dm, wv, vload_first(dx + k, c)), c);
+            vstore_first(wr + k, vfnma(vload_first(sr + k, c), vmul(dm, vload_first(in + k, c)), wv), c);
+        }
+    }
+}
+
+/* p[i] -= step[i] * g[i], then g[i] = 0, for i in [lo, hi) */
+static void step_clear(float *p, float *restrict g, const float *restrict step, int lo, int hi)
+{
+    int k = lo;
+    for (; k + VL <= hi; k += VL) {
+        vstore(p + k, vfnma(vload(step + k), vload(g + k), vload(p + k)));
+        vstore(g + k, vzero());
+    }
+    for (; k < hi; k++) {
+        p[k] -= step[k] * g[k];
+        g[k] = 0.0f;
+    }
+}
+
+/* One SDLM sample: the spatial forward; the loss and the head (portable code, vectorised by
+ * the compiler); F6 and C5 backward fused with their weights' update; S4 (portable); C3,
+ * S2 and C1 in the spatial layout. Every gradient is taken at the incoming weights (each
+ * layer's weights are updated only after back-propagating through them); the parameters
+ * not updated in place collect their gradient in g (zero on entry, zero again on return)
+ * and take the step at the end. */
+static float sdlm_sample(float *params, const float *restrict step, float *restrict grad,
+                         const lenet_net *net, const float *restrict x, int label,
+                         float *restrict ws)
 {
     float *acts = ws, *d = ws + RUP(LENET_NACTS), *dpre = d + RUP(LENET_NACTS);
     float *g = dpre + RUP(LENET_NACTS);
     float *xs = g + G_XS, *ss = g + G_SS, *d3 = g + G_D3, *d1 = g + G_D1, *T = g + G_T;
     float o[10];
     forward_one(o, acts, net, x, g + G_FWD);
-    if (out) memcpy(out, o, 10 * sizeof(float));
-    const float loss = net_backward_top_one(grad, d, dpre, acts, net, label, scale);
+    const float *c3 = acts + LENET_ACT_C3, *s4 = acts + LENET_ACT_S4, *c5 = acts + LENET_ACT_C5;
+    const float *f6 = acts + LENET_ACT_F6, *out = acts + LENET_ACT_OUT;
+
+    /* the loss, the head */
+    memset(d + LENET_ACT_C1, 0, (LENET_ACT_S4 - LENET_ACT_C1) * sizeof(float));   /* C1..C3, += below */
+    float *dout = dpre + LENET_ACT_OUT, *df6 = d + LENET_ACT_F6;
+    for (int m = 0; m < 10; m++) dout[m] = 0.0f;
+    for (int k = 0; k < 84; k++) df6[k] = 0.0f;
+    float loss;
+    if (net->head == LENET_HEAD_RBF) {
+        loss = rbfloss_one(out, label, LENET_RBF_J, 10);
+        rbfloss_backward_one(dout, out, label, LENET_RBF_J, 1.0f, 10);
+        rbf_backward_one(df6, dout, f6, P(net, LENET_OFF_OUT_W), 84, 10);
+    } else {
+        loss = xent_loss_one(out, label, 10);
+        xent_backward_one(dout, out, label, 1.0f, 10);
+        dense_backward_one(df6, grad + LENET_OFF_OUT_W, grad + LENET_OFF_OUT_B, dout, f6,
+                           P(net, LENET_OFF_OUT_W), 84, 10);
+    }
+    /* F6, C5: fused with their update; biases into g */
+    float *dpf6 = dpre + LENET_ACT_F6, *dc5 = d + LENET_ACT_C5, *dpc5 = dpre + LENET_ACT_C5;
+    float *ds4 = d + LENET_ACT_S4, *dps4 = dpre + LENET_ACT_S4;
+    for (int k = 0; k < 84; k++) dpf6[k] = df6[k] * squash_deriv(f6[k]);
+    for (int m = 0; m < 84; m++) grad[LENET_OFF_F6_B + m] += dpf6[m];
+    dense_bwd_update(dc5, params + LENET_OFF_F6_W, step + LENET_OFF_F6_W, dpf6, c5, 120, 84);
+    for (int k = 0; k < 120; k++) dpc5[k] = dc5[k] * squash_deriv(c5[k]);
+    for (int m = 0; m < 120; m++) grad[LENET_OFF_C5_B + m] += dpc5[m];
+    dense_bwd_update(ds4, params + LENET_OFF_C5_W, step + LENET_OFF_C5_W, dpc5, s4, 400, 120);
+    for (int k = 0; k < 400; k++) dps4[k] = ds4[k] * squash_deriv(s4[k]);
+    /* S4, and C3's squash */
+    subsample_backward_one(d + LENET_ACT_C3, grad + LENET_OFF_S4_W, grad + LENET_OFF_S4_B,
+                           dps4, c3, P(net, LENET_OFF_S4_W), 16, 10, 10);
+    for (int k = 0; k < 1600; k++) dpre[LENET_ACT_C3 + k] = d[LENET_ACT_C3 + k] * squash_deriv(c3[k]);
 
     /* C3: bias, weights per pair */
     const float *dc3 = dpre + LENET_ACT_C3, *s2 = acts + LENET_ACT_S2;
@@ -964,6 +1040,11 @@ static float grad_one(float *restrict grad, float *restrict out, const lenet_net
         grad[LENET_OFF_C1_B + m] += lanes_sum(d1 + m * 28 * 32, 28 * C1_NV, VL);
         CORR_ONE_GRAD(corr_one_c1, grad + LENET_OFF_C1_W + m * 25, d1 + m * 28 * 32, 28, xs, 32 * 32, 32);
     }
+
+    /* the step for the parameters whose gradient is in g */
+    step_clear(params, grad, step, 0, LENET_OFF_C5_W);
+    step_clear(params, grad, step, LENET_OFF_C5_B, LENET_OFF_F6_W);
+    step_clear(params, grad, step, LENET_OFF_F6_B, LENET_NPARAMS);
     return loss;
 }
 
@@ -972,19 +1053,6 @@ static void squash_n(float *out, const float *in, int64_t n)
     int64_t k = 0;
     for (; k + VL <= n; k += VL) vstore(out + k, vsquash(vload(in + k)));
     if (k < n) vstore_first(out + k, vsquash(vload_first(in + k, (int)(n - k))), (int)(n - k));
-}
-
-static void step_clear(float *restrict p, float *restrict g, const float *restrict step, int64_t n)
-{
-    int64_t k = 0;
-    for (; k + VL <= n; k += VL) {
-        vstore(p + k, vfnma(vload(step + k), vload(g + k), vload(p + k)));
-        vstore(g + k, vzero());
-    }
-    for (; k < n; k++) {
-        p[k] -= step[k] * g[k];
-        g[k] = 0.0f;
-    }
 }
 
 #define MAXF(a, b) ((a) > (b) ? (a) : (b))
@@ -996,6 +1064,5 @@ const lenet_simd_kernels LENET_SIMD_TABLE = {
     .forward_block = forward_block,
     .grad_block = grad_block,
     .squash = squash_n,
-    .grad_one = grad_one,
-    .step_clear = step_clear,
+    .sdlm_sample = sdlm_sample,
 };
