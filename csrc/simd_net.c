@@ -893,23 +893,42 @@ CORR_ONE(corr_one_c3, C3_NV)
 static void dense_bwd_update(float *restrict dx, float *w, const float *restrict step,
                              const float *restrict d, const float *restrict in, int K, int M)
 {
-    for (int k = 0; k < K; k += VL) vstore_first(dx + k, vzero(), K - k);
-    for (int m = 0; m < M; m++) {
-        const vf dm = vset1(d[m]);
-        float *wr = w + (size_t)m * K;
-        const float *sr = step + (size_t)m * K;
-        int k = 0;
-        for (; k + VL <= K; k += VL) {
-            const vf wv = vload(wr + k);
-            vstore(dx + k, vfma(dm, wv, vload(dx + k)));
-            vstore(wr + k, vfnma(vload(sr + k), vmul(dm, vload(in + k)), wv));
+    /* tiles of 5 vectors of columns: dx and in stay in registers over the M rows */
+    for (int k0 = 0; k0 < K; k0 += 5 * VL) {
+        vf acc[5], iv[5];
+        int cnt[5];
+        for (int t = 0; t < 5; t++) {
+            const int c = K - k0 - t * VL;
+            cnt[t] = c < 0 ? 0 : c > VL ? VL : c;
+            acc[t] = vzero();
+            iv[t] = vload_first(in + k0 + t * VL, cnt[t]);
         }
-        if (k < K) {
-            const int c = K - k;
-            const vf wv = vload_first(wr + k, c);
-            vstore_first(dx + k, vfma(dm, wv, vload_first(dx + k, c)), c);
-            vstore_first(wr + k, vfnma(vload_first(sr + k, c), vmul(dm, vload_first(in + k, c)), wv), c);
+        if (cnt[4] == VL) {
+            for (int m = 0; m < M; m++) {
+                const vf dm = vset1(d[m]);
+                float *wr = w + (size_t)m * K + k0;
+                const float *sr = step + (size_t)m * K + k0;
+                for (int t = 0; t < 5; t++) {
+                    const vf wv = vload(wr + t * VL);
+                    acc[t] = vfma(dm, wv, acc[t]);
+                    vstore(wr + t * VL, vfnma(vload(sr + t * VL), vmul(dm, iv[t]), wv));
+                }
+            }
+        } else {
+            for (int m = 0; m < M; m++) {
+                const vf dm = vset1(d[m]);
+                float *wr = w + (size_t)m * K + k0;
+                const float *sr = step + (size_t)m * K + k0;
+                for (int t = 0; t < 5; t++) {
+                    if (!cnt[t]) break;
+                    const vf wv = vload_first(wr + t * VL, cnt[t]);
+                    acc[t] = vfma(dm, wv, acc[t]);
+                    vstore_first(wr + t * VL, vfnma(vload_first(sr + t * VL, cnt[t]), vmul(dm, iv[t]), wv), cnt[t]);
+                }
+            }
         }
+        for (int t = 0; t < 5; t++)
+            if (cnt[t]) vstore_first(dx + k0 + t * VL, acc[t], cnt[t]);
     }
 }
 
