@@ -285,13 +285,21 @@ int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restric
                 if (out) memcpy(out + lo * 10, acts + LENET_ACT_OUT, 10 * sizeof(float));
             }
         }
+        /* grad[i] += ((0 + partial_0[i]) + partial_1[i]) + ..., in tiles (contiguous loops
+         * the compiler vectorises) */
+#define RED_TILE 512
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (int64_t i = 0; i < LENET_NPARAMS; i++) {
-            float s = 0.0f;
-            for (int g = 0; g < G; g++) s += partial[(size_t)g * LENET_NPARAMS + i];
-            grad[i] += s;
+        for (int64_t i0 = 0; i0 < LENET_NPARAMS; i0 += RED_TILE) {
+            const int n = LENET_NPARAMS - i0 < RED_TILE ? (int)(LENET_NPARAMS - i0) : RED_TILE;
+            float s[RED_TILE];
+            for (int j = 0; j < n; j++) s[j] = 0.0f;
+            for (int g = 0; g < G; g++) {
+                const float *restrict pg = partial + (size_t)g * LENET_NPARAMS + i0;
+                for (int j = 0; j < n; j++) s[j] += pg[j];
+            }
+            for (int j = 0; j < n; j++) grad[i0 + j] += s[j];
         }
     }
     return LENET_OK;
