@@ -120,13 +120,17 @@ DENSE_TILE(1, 1)
 static void dense_fwd(float *restrict out, int os, const float *restrict in, int is, int n,
                       const float *restrict w, const float *restrict b, int K, int M)
 {
-    int i = 0;
-    for (; i + DIB <= n; i += DIB) {
-        int m = 0;
-        for (; m + DMB <= M; m += DMB)
+    /* weight rows outer, image groups inner: DMB rows of weights are read from L2 once
+     * and stay in L1 for every image group (the inputs of a block fit in L1) */
+    const int nb = n - n % DIB;
+    int m = 0;
+    for (; m + DMB <= M; m += DMB)
+        for (int i = 0; i < nb; i += DIB)
             DENSE_TILE_BLOCK(out + i * os + m, os, in + i * is, is, w + m * K, b + m, K);
-        for (; m < M; m++) DENSE_TILE_BLOCK1(out + i * os + m, os, in + i * is, is, w + m * K, b + m, K);
-    }
+    for (; m < M; m++)
+        for (int i = 0; i < nb; i += DIB)
+            DENSE_TILE_BLOCK1(out + i * os + m, os, in + i * is, is, w + m * K, b + m, K);
+    int i = nb;
     for (; i < n; i++) {
         int m = 0;
         for (; m + 8 <= M; m += 8) dense_tile_1_8(out + i * os + m, os, in + i * is, is, w + m * K, b + m, K);
