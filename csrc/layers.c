@@ -285,10 +285,13 @@ int sgd_update(float *restrict p, float *restrict v, const float *restrict g,
 {
     CHECK(n >= 0, LENET_ERR_SIZE);
     CHECK(n == 0 || (p && v && g && mask), LENET_ERR_NULL);
+    /* branch-free (both results computed, the mask selects) so that the loop vectorises;
+     * where mask is 1 the arithmetic is exactly the obvious one */
     for (int64_t k = 0; k < n; k++) {
-        if (!mask[k]) continue;
-        v[k] = momentum * v[k] + (g[k] + decay * p[k]);
-        p[k] -= lr * v[k];
+        const float vn = momentum * v[k] + (g[k] + decay * p[k]);
+        const float pn = p[k] - lr * vn;
+        v[k] = mask[k] ? vn : v[k];
+        p[k] = mask[k] ? pn : p[k];
     }
     return LENET_OK;
 }
