@@ -283,6 +283,11 @@ int lenet_hessian_diag(float *restrict h,       /* h: (LENET_NPARAMS,) += */
  *   v = momentum * v + (g + decay * p) ; p -= lr * v ; only where mask[k] != 0. */
 int sgd_update(float *restrict p, float *restrict v, const float *restrict g,
                const uint8_t *restrict mask, float lr, float momentum, float decay, int64_t n);
+/* sgd_update by an instruction-set variant (LENET_ISA_*): the same operations in the same
+ * order (separate multiplies and adds, no fused multiply-add), so the same bits. */
+int lenet_sgd_update_isa(float *restrict p, float *restrict v, const float *restrict g,
+                         const uint8_t *restrict mask, float lr, float momentum, float decay,
+                         int64_t n, int isa);
 
 /* Stochastic diagonal Levenberg-Marquardt: one update per sample,
  *   p_k -= eta / (mu + h_kk) * g_k   (per-sample gradient g),

@@ -97,6 +97,18 @@ int lenet_squash_isa(float *out, const float *in, int64_t n, int isa)
     return LENET_OK;
 }
 
+int lenet_sgd_update_isa(float *restrict p, float *restrict v, const float *restrict g,
+                         const uint8_t *restrict mask, float lr, float momentum, float decay,
+                         int64_t n, int isa)
+{
+    if (!lenet_isa_supported(isa)) return LENET_ERR_ISA;
+    const lenet_simd_kernels *k = simd_kernels(isa);
+    if (!k || n <= 0) return sgd_update(p, v, g, mask, lr, momentum, decay, n);
+    if (!p || !v || !g || !mask) return LENET_ERR_NULL;
+    k->sgd_update(p, v, g, mask, lr, momentum, decay, n);
+    return LENET_OK;
+}
+
 /* ------------------------------------------------------------------------ forward */
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }

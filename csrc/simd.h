@@ -65,6 +65,17 @@ static inline vf vpow2i(vf n)
 /* loads/stores of the first m (0..VL) lanes; the others read as 0 / are left alone */
 static inline vmask vmask_first(int m) { return (vmask)(m >= 16 ? 0xffff : (1u << m) - 1u); }
 static inline vf vload_first(const float *p, int m) { return _mm512_maskz_loadu_ps(vmask_first(m), p); }
+/* all-ones lanes where the byte m[l] != 0, zero lanes elsewhere; blend: mask ? a : b */
+static inline vf vmask_bytes(const uint8_t *m)
+{
+    const __mmask16 k = _mm_test_epi8_mask(_mm_loadu_si128((const __m128i *)m), _mm_set1_epi8(-1));
+    return _mm512_castsi512_ps(_mm512_maskz_set1_epi32(k, -1));
+}
+static inline vf vblend(vf mask, vf a, vf b)
+{
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(mask), _mm512_castps_si512(a),
+                                                         _mm512_castps_si512(b), 0xCA));
+}
 static inline void vstore_first(float *p, vf a, int m) { _mm512_mask_storeu_ps(p, vmask_first(m), a); }
 /* sum of the lanes, always the same tree: lanes l and l+8, then l+4, l+2, l+1 */
 static inline float vhsum(vf a) { return _mm512_reduce_add_ps(a); }
@@ -141,6 +152,13 @@ static inline __m256i vmask_first(int m)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(m), idx);
 }
 static inline vf vload_first(const float *p, int m) { return _mm256_maskload_ps(p, vmask_first(m)); }
+static inline vf vmask_bytes(const uint8_t *m)
+{
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
+    return _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpeq_epi32(b, _mm256_setzero_si256()),
+                                                _mm256_set1_epi32(-1)));
+}
+static inline vf vblend(vf mask, vf a, vf b) { return _mm256_blendv_ps(b, a, mask); }
 static inline void vstore_first(float *p, vf a, int m) { _mm256_maskstore_ps(p, vmask_first(m), a); }
 static inline void vdeint(vf a, vf b, vf *ev, vf *od)
 {

@@ -40,6 +40,11 @@ typedef struct {
     /* out[0..n) = A tanh(S in[0..n)), the variant's vectorised squash (out == in allowed) */
     void (*squash)(float *out, const float *in, int64_t n);
 
+    /* sgd_update's loop (lenet.h), the same operations: p, v updated where mask != 0 */
+    void (*sgd_update)(float *restrict p, float *restrict v, const float *restrict g,
+                       const uint8_t *restrict mask, float lr, float momentum, float decay,
+                       int64_t n);
+
     /* One SDLM sample: params -= step * (the gradient of the sample's loss at params).
      * grad (LENET_NPARAMS,) is scratch, zero on entry and on return. Returns the loss. */
     float (*sdlm_sample)(float *params, const float *restrict step, float *restrict grad,

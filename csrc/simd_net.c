@@ -1078,6 +1078,30 @@ static void squash_n(float *out, const float *in, int64_t n)
     if (k < n) vstore_first(out + k, vsquash(vload_first(in + k, (int)(n - k))), (int)(n - k));
 }
 
+/* sgd_update (layers.c), vectorised: v = momentum v + (g + decay p), p -= lr v where
+ * mask != 0; multiplies and adds kept separate so that every lane rounds as the portable
+ * loop does */
+static void sgd_update_simd(float *restrict p, float *restrict v, const float *restrict g,
+                            const uint8_t *restrict mask, float lr, float momentum, float decay,
+                            int64_t n)
+{
+    const vf vm = vset1(momentum), vd = vset1(decay), vl = vset1(lr);
+    int64_t k = 0;
+    for (; k + VL <= n; k += VL) {
+        const vf pv = vload(p + k), vv = vload(v + k);
+        const vf vn = vadd(vmul(vm, vv), vadd(vload(g + k), vmul(vd, pv)));
+        const vf pn = vsub(pv, vmul(vl, vn));
+        const vf keep = vmask_bytes(mask + k);
+        vstore(v + k, vblend(keep, vn, vv));
+        vstore(p + k, vblend(keep, pn, pv));
+    }
+    for (; k < n; k++) {
+        if (!mask[k]) continue;
+        v[k] = momentum * v[k] + (g[k] + decay * p[k]);
+        p[k] -= lr * v[k];
+    }
+}
+
 #define MAXF(a, b) ((a) > (b) ? (a) : (b))
 
 const lenet_simd_kernels LENET_SIMD_TABLE = {
@@ -1088,4 +1112,5 @@ const lenet_simd_kernels LENET_SIMD_TABLE = {
     .grad_block = grad_block,
     .squash = squash_n,
     .sdlm_sample = sdlm_sample,
+    .sgd_update = sgd_update_simd,
 };

@@ -92,6 +92,8 @@ cdef extern from "lenet.h" nogil:
                          int64_t N, int M)
     int sgd_update(float *p, float *v, const float *g, const uint8_t *mask, float lr,
                    float momentum, float decay, int64_t n)
+    int lenet_sgd_update_isa(float *p, float *v, const float *g, const uint8_t *mask, float lr,
+                             float momentum, float decay, int64_t n, int isa)
 
     size_t lenet_forward_workspace_size(int nthreads)
     int lenet_forward(float *out, float *acts, const lenet_net *net, const float *x, int64_t N,

@@ -469,15 +469,18 @@ def loss_forward_backward(str head, const float[:, ::1] y not None, const int32_
 
 
 def sgd_step(float[::1] params not None, float[::1] velocity not None, const float[::1] grad not None,
-             const uint8_t[::1] mask not None, float lr, float momentum, float decay):
+             const uint8_t[::1] mask not None, float lr, float momentum, float decay, isa=None):
+    """v = momentum v + (g + decay p); p -= lr v where mask != 0 (the same bits on every isa)."""
     cdef int64_t n = params.shape[0]
     if velocity.shape[0] != n or grad.shape[0] != n or mask.shape[0] != n:
         raise ValueError("sgd_step: inconsistent shapes")
+    cdef int code = _resolve_isa(isa)
     cdef int st
     if n == 0:
         return
     with nogil:
-        st = lib.sgd_update(&params[0], &velocity[0], &grad[0], &mask[0], lr, momentum, decay, n)
+        st = lib.lenet_sgd_update_isa(&params[0], &velocity[0], &grad[0], &mask[0], lr, momentum,
+                                      decay, n, code)
     _check(st, "sgd_step")
 
 

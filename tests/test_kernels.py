@@ -198,3 +198,26 @@ def test_sgd_step_respects_mask_momentum_and_decay():
     v_want = np.array([0.9 * 0.5 + 0.1 + 0.01 * 1.0, 0.2 + 0.02, 1.0])
     close(v, v_want, atol=1e-7)
     close(p, [1.0 - 0.1 * v_want[0], 2.0 - 0.1 * v_want[1], 3.0], atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 1000, 60850])
+def test_sgd_step_same_bits_on_every_isa(n):
+    """The vectorised updates do the portable loop's operations in its order: the same bits
+    (training resumed on another machine continues identically), mask included."""
+    rng = np.random.default_rng(n)
+    p0 = rng.standard_normal(n).astype(np.float32)
+    v0 = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    mask = (rng.random(n) < 0.7).astype(np.uint8)
+    results = []
+    for isa in _core.available_isas():
+        p, v = p0.copy(), v0.copy()
+        _core.sgd_step(p, v, g, mask, 0.05, 0.9, 5e-4, isa=isa)
+        np.testing.assert_array_equal(p[mask == 0], p0[mask == 0])
+        np.testing.assert_array_equal(v[mask == 0], v0[mask == 0])
+        results.append((p, v))
+    want_v = (np.float32(0.9) * v0 + (g + np.float32(5e-4) * p0)).astype(np.float32)
+    for p, v in results:
+        np.testing.assert_array_equal(p, results[0][0])
+        np.testing.assert_array_equal(v, results[0][1])
+        close(v[mask == 1], want_v[mask == 1], atol=1e-6)
