@@ -36,13 +36,12 @@ def test_sgd_step(benchmark, data, impl):
     model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
     lr, momentum = 0.01, 0.9
     if impl == "native":
-        flat, vel, grad = model._flat, np.zeros_like(model._flat), np.zeros_like(model._flat)
+        flat, vel = model._flat, np.zeros_like(model._flat)
         mask = trainable_mask("softmax")
 
-        def step():
-            grad[:] = 0
-            _core.loss_grad(flat, _C3_OUT, _C3_IN, "softmax", x, y, 1.0 / BATCH, THREADS, grad)
-            _core.sgd_step(flat, vel, grad, mask, lr, momentum, 0.0)
+        def step():  # what the trainer runs: gradient and update in one C call
+            _core.sgd_train_step(flat, vel, mask, lr, momentum, 0.0, _C3_OUT, _C3_IN, "softmax",
+                                 x, y, 1.0 / BATCH, THREADS)
 
         benchmark.pedantic(step, rounds=100, iterations=1, warmup_rounds=3)
     elif impl == "reference":
@@ -83,14 +82,12 @@ def test_sdlm_against_sgd(benchmark, data, optimizer):
     flat = model._flat
     mask = trainable_mask("rbf")
     if optimizer == "sgd":
-        vel, grad = np.zeros_like(flat), np.zeros_like(flat)
+        vel = np.zeros_like(flat)
 
         def run():
             for lo in range(0, 2048, BATCH):
-                grad[:] = 0
-                _core.loss_grad(flat, _C3_OUT, _C3_IN, "rbf", x[lo:lo + BATCH], y[lo:lo + BATCH],
-                                1.0 / BATCH, THREADS, grad)
-                _core.sgd_step(flat, vel, grad, mask, 1e-4, 0.9, 0.0)
+                _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, _C3_OUT, _C3_IN, "rbf",
+                                     x[lo:lo + BATCH], y[lo:lo + BATCH], 1.0 / BATCH, THREADS)
     else:
         step = (1e-5 * mask).astype(np.float32)
         order = np.arange(2048, dtype=np.int64)

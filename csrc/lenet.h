@@ -267,6 +267,23 @@ int lenet_loss_grad(float *restrict grad,       /* grad: (LENET_NPARAMS,) += */
                     float scale, int64_t N, int nthreads,
                     float *restrict workspace, size_t workspace_floats);
 
+/* One SGD step on the batch: the gradient (lenet_loss_grad's, scale = 1/N for the mean
+ * loss), then sgd_update (below) with it, the update applied to each slice of the
+ * parameters as soon as its gradient is summed (one pass, no gradient buffer). params must
+ * be net->params (updated in place); the same bits as lenet_loss_grad into a zeroed buffer
+ * followed by sgd_update. Workspace: lenet_grad_workspace_size(N, nthreads). */
+int lenet_sgd_train_step(float *params,         /* params: (LENET_NPARAMS,) == net->params */
+                         float *restrict velocity, /* velocity: (LENET_NPARAMS,) */
+                         const uint8_t *restrict mask, /* mask: (LENET_NPARAMS,) 1 = trainable */
+                         float lr, float momentum, float decay,
+                         float *restrict losses, /* losses: (N,) or NULL */
+                         float *restrict out,    /* out: (N, 10) or NULL */
+                         const lenet_net *net,
+                         const float *restrict x, /* x: (N, 32, 32) */
+                         const int32_t *restrict labels, /* labels: (N,) */
+                         float scale, int64_t N, int nthreads,
+                         float *restrict workspace, size_t workspace_floats);
+
 /* Gauss-Newton diagonal (paper, appendix C): h (LENET_NPARAMS,) += scale * sum over samples.
  * Single-threaded over samples (it runs on a few hundred samples per pass). */
 size_t lenet_hessian_workspace_size(void);

@@ -243,16 +243,23 @@ size_t lenet_grad_workspace_size(int64_t N, int nthreads)
     return (size_t)lenet_grad_chunks(N) * LENET_NPARAMS + (size_t)clamp_threads(nthreads) * grad_thread_floats();
 }
 
-int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restrict out,
-                    const lenet_net *net, const float *restrict x, const int32_t *restrict labels,
-                    float scale, int64_t N, int nthreads, float *restrict workspace,
-                    size_t workspace_floats)
+/* The SGD update applied by lenet_sgd_train_step as each tile of the gradient is summed */
+typedef struct {
+    float *params, *velocity;
+    const uint8_t *mask;
+    float lr, momentum, decay;
+} sgd_fused;
+
+static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict losses,
+                     float *restrict out, const lenet_net *net, const float *restrict x,
+                     const int32_t *restrict labels, float scale, int64_t N, int nthreads,
+                     float *restrict workspace, size_t workspace_floats)
 {
     int st = check_net(net);
     if (st) return st;
     if (N < 0) return LENET_ERR_SIZE;
     if (N == 0) return LENET_OK;
-    if (!grad || !x || !labels || !workspace) return LENET_ERR_NULL;
+    if ((!grad && !upd) || !x || !labels || !workspace) return LENET_ERR_NULL;
     for (int64_t n = 0; n < N; n++)
         if (labels[n] < 0 || labels[n] > 9) return LENET_ERR_LABEL;
     nthreads = clamp_threads(nthreads);
@@ -311,10 +318,47 @@ int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restric
                 const float *restrict pg = partial + (size_t)g * LENET_NPARAMS + i0;
                 for (int j = 0; j < n; j++) s[j] += pg[j];
             }
-            for (int j = 0; j < n; j++) grad[i0 + j] += s[j];
+            if (!upd) {
+                for (int j = 0; j < n; j++) grad[i0 + j] += s[j];
+                continue;
+            }
+            /* g = 0 + s, then sgd_update's operations (no fused multiply-add in this file) */
+            float *restrict p = upd->params + i0, *restrict v = upd->velocity + i0;
+            const uint8_t *restrict mk = upd->mask + i0;
+            const float mo = upd->momentum, de = upd->decay, lr = upd->lr;
+            for (int j = 0; j < n; j++) {
+                const float g = 0.0f + s[j];
+                const float vn = mo * v[j] + (g + de * p[j]);
+                const float pn = p[j] - lr * vn;
+                v[j] = mk[j] ? vn : v[j];
+                p[j] = mk[j] ? pn : p[j];
+            }
         }
     }
     return LENET_OK;
+}
+
+int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restrict out,
+                    const lenet_net *net, const float *restrict x, const int32_t *restrict labels,
+                    float scale, int64_t N, int nthreads, float *restrict workspace,
+                    size_t workspace_floats)
+{
+    if (!grad) return LENET_ERR_NULL;
+    return loss_grad(grad, NULL, losses, out, net, x, labels, scale, N, nthreads, workspace,
+                     workspace_floats);
+}
+
+int lenet_sgd_train_step(float *params, float *restrict velocity, const uint8_t *restrict mask,
+                         float lr, float momentum, float decay, float *restrict losses,
+                         float *restrict out, const lenet_net *net, const float *restrict x,
+                         const int32_t *restrict labels, float scale, int64_t N, int nthreads,
+                         float *restrict workspace, size_t workspace_floats)
+{
+    if (!params || !velocity || !mask || !net) return LENET_ERR_NULL;
+    if (params != net->params) return LENET_ERR_ARG;
+    const sgd_fused upd = {params, velocity, mask, lr, momentum, decay};
+    return loss_grad(NULL, &upd, losses, out, net, x, labels, scale, N, nthreads, workspace,
+                     workspace_floats);
 }
 
 /* ------------------------------------------------------------------------ Gauss-Newton */

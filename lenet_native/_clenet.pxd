@@ -102,6 +102,11 @@ cdef extern from "lenet.h" nogil:
                               int64_t N, int nthreads, int check_finite, float *workspace,
                               size_t workspace_floats)
     size_t lenet_grad_workspace_size(int64_t N, int nthreads)
+    int lenet_sgd_train_step(float *params, float *velocity, const uint8_t *mask, float lr,
+                             float momentum, float decay, float *losses, float *out,
+                             const lenet_net *net, const float *x, const int32_t *labels,
+                             float scale, int64_t N, int nthreads, float *workspace,
+                             size_t workspace_floats)
     int lenet_loss_grad(float *grad, float *losses, float *out, const lenet_net *net,
                         const float *x, const int32_t *labels, float scale, int64_t N,
                         int nthreads, float *workspace, size_t workspace_floats)

@@ -627,6 +627,38 @@ def loss_grad(const float[::1] params not None, const int32_t[::1] c3_out not No
     return losses_a, out_a, grad
 
 
+def sgd_train_step(float[::1] params not None, float[::1] velocity not None,
+                   const uint8_t[::1] mask not None, float lr, float momentum, float decay,
+                   const int32_t[::1] c3_out not None, const int32_t[::1] c3_in not None, str head,
+                   const float[:, :, ::1] x not None, const int32_t[::1] labels not None,
+                   float scale, int threads=1, isa=None):
+    """One SGD step in place: the gradient of scale * (sum of the losses), then
+    v = momentum v + (g + decay p); p -= lr v where mask != 0 (the same bits as loss_grad
+    into a zeroed buffer followed by sgd_step). -> (losses (N,), outputs (N, 10))."""
+    threads = _nthreads(threads)
+    cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
+    cdef int64_t N = x.shape[0]
+    if x.shape[1] != 32 or x.shape[2] != 32 or labels.shape[0] != N:
+        raise ValueError("sgd_train_step: x must be (N, 32, 32) and labels (N,)")
+    if velocity.shape[0] != lib.LENET_NPARAMS or mask.shape[0] != lib.LENET_NPARAMS:
+        raise ValueError("sgd_train_step: velocity and mask must have NPARAMS entries")
+    losses_a = np.empty(N, np.float32)
+    out_a = np.empty((N, 10), np.float32)
+    if N == 0:
+        return losses_a, out_a
+    cdef float[::1] losses = losses_a
+    cdef float[:, ::1] out = out_a
+    cdef size_t wsz = lib.lenet_grad_workspace_size(N, threads)
+    cdef float[::1] ws = _scratch("grad", wsz)
+    cdef int st
+    with nogil:
+        st = lib.lenet_sgd_train_step(&params[0], &velocity[0], &mask[0], lr, momentum, decay,
+                                      &losses[0], &out[0, 0], &net, &x[0, 0, 0], &labels[0],
+                                      scale, N, threads, &ws[0], wsz)
+    _check(st, "sgd_train_step")
+    return losses_a, out_a
+
+
 def hessian_diag(const float[::1] params not None, const int32_t[::1] c3_out not None, const int32_t[::1] c3_in not None,
                  str head, const float[:, :, ::1] x not None, const int32_t[::1] labels not None, float scale, isa=None):
     """Gauss-Newton diagonal: scale * sum over samples, flat (NPARAMS,)."""

@@ -358,7 +358,6 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
 
     bar = _Progress(progress, epochs)
     step_buf = np.zeros(_core.NPARAMS, dtype=np.float32)
-    grad = np.zeros(_core.NPARAMS, dtype=np.float32)
     epoch = start
     try:
         for epoch in range(start, epochs):
@@ -366,7 +365,7 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
             rng = np.random.default_rng([seed, epoch])
             if optimizer == "sgd":
                 record = _sgd_epoch(model, x, y, rng, rate, momentum, weight_decay, batch_size,
-                                    threads, mask, velocity, grad, distort, bar, epoch)
+                                    threads, mask, velocity, distort, bar, epoch)
             else:
                 record = _sdlm_epoch(model, x, y, rng, rate, mu, hessian_samples, mask, step_buf,
                                      distort, bar, epoch)
@@ -420,7 +419,7 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
 
 
 def _sgd_epoch(model, x, y, rng, rate, momentum, decay, batch_size, threads, mask, velocity,
-               grad, distort, bar, epoch):
+               distort, bar, epoch):
     n = x.shape[0]
     flat = model._flat
     order = rng.permutation(n)
@@ -433,9 +432,9 @@ def _sgd_epoch(model, x, y, rng, rate, momentum, decay, batch_size, threads, mas
         yb = y[idx]
         if distort is not None:
             xb = _distorted(distort, xb, rng)
-        grad.fill(0.0)
-        losses, out, _ = _core.loss_grad(flat, _C3_OUT, _C3_IN, model.head, xb, yb,
-                                         1.0 / len(idx), threads, grad)
+        # the gradient of the batch's mean loss and the update, in one C call
+        losses, out = _core.sgd_train_step(flat, velocity, mask, rate, momentum, decay, _C3_OUT,
+                                           _C3_IN, model.head, xb, yb, 1.0 / len(idx), threads)
         batch_loss = float(np.sum(losses, dtype=np.float64))
         if not math.isfinite(batch_loss):
             raise FloatingPointError(f"train: the loss diverged (became {batch_loss}) in epoch "
@@ -443,7 +442,6 @@ def _sgd_epoch(model, x, y, rng, rate, momentum, decay, batch_size, threads, mas
         loss_sum += batch_loss
         pred = out.argmin(axis=1) if model.head == "rbf" else out.argmax(axis=1)
         errors += int(np.count_nonzero(pred != yb))
-        _core.sgd_step(flat, velocity, grad, mask, rate, momentum, decay)
         done = lo + len(idx)
         bar.update(epoch, done, n, done / max(time.perf_counter() - t0, 1e-9), loss_sum / done)
     seconds = time.perf_counter() - t0

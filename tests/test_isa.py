@@ -122,6 +122,32 @@ def test_loss_grad_independent_of_threads(isa):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("n", [1, 17, 64])
+def test_sgd_train_step_is_loss_grad_then_sgd_step(isa, head, n):
+    """The fused step (gradient summed and the update applied slice by slice) gives the bits
+    of loss_grad into a zeroed buffer followed by sgd_step, for any thread count."""
+    model = make(head, scale=1.5)
+    rng = np.random.default_rng(20 + n)
+    x, y = inputs(rng, n), rng.integers(0, 10, n).astype(np.int32)
+    mask = ln.model.trainable_mask(head)
+    v0 = (rng.standard_normal(_core.NPARAMS) * 1e-3).astype(np.float32)
+    p, v = model._flat.copy(), v0.copy()
+    g = np.zeros(_core.NPARAMS, np.float32)
+    l1, o1, _ = _core.loss_grad(p, _C3_OUT, _C3_IN, head, x, y, 1.0 / n, 2, g, isa=isa)
+    _core.sgd_step(p, v, g, mask, 0.05, 0.9, 5e-4, isa=isa)
+    for threads in (1, 2, 3):
+        q, w = model._flat.copy(), v0.copy()
+        l2, o2 = _core.sgd_train_step(q, w, mask, 0.05, 0.9, 5e-4, _C3_OUT, _C3_IN, head, x, y,
+                                      1.0 / n, threads, isa=isa)
+        np.testing.assert_array_equal(l2, l1)
+        np.testing.assert_array_equal(o2, o1)
+        np.testing.assert_array_equal(q, p)
+        np.testing.assert_array_equal(w, v)
+    assert not np.array_equal(p, model._flat)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("head", HEADS)
 def test_hessian_matches_reference(isa, head):
     model = make(head, scale=1.5)
     rng = np.random.default_rng(11)

@@ -447,10 +447,13 @@ CORE = {
                      ("i32", "N", -2, 12), ("num",)],
     "sdlm_epoch": [("params_w",), ("pairs_out",), ("pairs_in",), ("head",), ("f32", "Z"),
                    ("f32", "N@@"), ("i32", "N", -2, 12), ("i64", "N", -2, 4)],
+    "sgd_train_step": [("params_w",), ("f32w", "Z"), ("u8", "Z"), ("num",), ("num",), ("num",),
+                       ("pairs_out",), ("pairs_in",), ("head",), ("f32", "N@@"),
+                       ("i32", "N", -2, 12), ("num",)],
 }
 THREADED = {"conv5x5_forward", "c3_forward", "subsample_forward", "dense_forward", "rbf_forward",
-            "forward", "loss_grad"}
-NETWORK = {"forward", "loss_grad", "hessian_diag", "sdlm_epoch"}
+            "forward", "loss_grad", "sgd_train_step"}
+NETWORK = {"forward", "loss_grad", "hessian_diag", "sdlm_epoch", "sgd_train_step"}
 WRONG_DTYPES = [np.float64, np.float16, np.int32, np.int64, np.uint8, np.bool_, np.complex64]
 
 
@@ -574,7 +577,7 @@ def test_core_boundary_never_crashes(name, data):
     except (ValueError, TypeError) as exc:
         assert str(exc), "an error without a message"
         return
-    writes = {"sgd_step": (0, 1), "sdlm_epoch": (0,)}.get(name, ())
+    writes = {"sgd_step": (0, 1), "sdlm_epoch": (0,), "sgd_train_step": (0, 1)}.get(name, ())
     for i, (a, b) in enumerate(zip(args, before)):
         if b is not None and i not in writes:
             assert np.array_equal(a, b, equal_nan=True), f"{name} wrote into argument {i}"
@@ -694,10 +697,10 @@ CHILD = textwrap.dedent("""
     class Core:  # lenet_native._core, pausing inside the `target`-th gradient call
         def __getattr__(self, name):
             return getattr(lt._core_real, name)
-        def loss_grad(self, *a, **k):
+        def sgd_train_step(self, *a, **k):
             if point == "mid-epoch" and count("grad"):
                 pause()
-            return lt._core_real.loss_grad(*a, **k)
+            return lt._core_real.sgd_train_step(*a, **k)
     lt._core_real, lt._core = lt._core, Core()
 
     real_write = lm.atomic_write

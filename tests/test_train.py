@@ -228,7 +228,7 @@ def test_checkpoint_files(data, tmp_path):
 def test_interrupt_mid_epoch_keeps_last_checkpoint(data, tmp_path, monkeypatch):
     ck = tmp_path / "m.npz"
     calls = {"n": 0}
-    real = _core.sgd_step
+    real = _core.sgd_train_step
     batches = -(-len(data[0]) // 32)
 
     def flaky(*args):
@@ -237,7 +237,7 @@ def test_interrupt_mid_epoch_keeps_last_checkpoint(data, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(_core, "sgd_step", flaky)
+    monkeypatch.setattr(_core, "sgd_train_step", flaky)
     model, h = run(data, checkpoint=ck, epochs=3)
     assert h.interrupted and len(h) == 1
     saved = LeNet5.load(ck)
@@ -247,7 +247,7 @@ def test_interrupt_mid_epoch_keeps_last_checkpoint(data, tmp_path, monkeypatch):
     doc = json.loads(checkpoint_paths(ck)["history"].read_text())
     assert doc["interrupted"] is True and doc["epochs_done"] == 1
     assert no_temp_files(tmp_path) == []
-    monkeypatch.setattr(_core, "sgd_step", real)
+    monkeypatch.setattr(_core, "sgd_train_step", real)
     # and it resumes to the uninterrupted result
     resumed, _ = run(data, checkpoint=ck, epochs=3, resume=True)
     full, _ = run(data, epochs=3)
@@ -255,7 +255,7 @@ def test_interrupt_mid_epoch_keeps_last_checkpoint(data, tmp_path, monkeypatch):
 
 
 def test_interrupt_in_first_epoch_restores_initial_weights(data, tmp_path, monkeypatch):
-    real = _core.sgd_step
+    real = _core.sgd_train_step
     calls = {"n": 0}
 
     def flaky(*args):
@@ -264,7 +264,7 @@ def test_interrupt_in_first_epoch_restores_initial_weights(data, tmp_path, monke
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(_core, "sgd_step", flaky)
+    monkeypatch.setattr(_core, "sgd_train_step", flaky)
     model, h = run(data, checkpoint=tmp_path / "m.npz")
     assert h.interrupted and len(h) == 0
     assert np.array_equal(model._flat, LeNet5(seed=0)._flat)
