@@ -137,3 +137,46 @@ def test_sgd_step_native_vs_torch_interleaved(benchmark, data):
     print(f"\nsgd step, batch {BATCH}, {THREADS} threads, interleaved: native "
           f"{med['native'] * 1e3:.3f} ms, torch {med['torch'] * 1e3:.3f} ms, "
           f"ratio {med['torch'] / med['native']:.2f}x")
+
+
+def test_sgd_epoch_native_vs_torch(benchmark):
+    """A whole epoch over the 60,000 MNIST training digits, batch 64, 2 threads: the
+    trainer (lenet_native.train: shuffling, gathering, the fused C step, bookkeeping)
+    against the obvious PyTorch loop (randperm, index, forward, backward, step) on the same
+    starting weights, one after the other. Needs MNIST (LENET_NATIVE_DATA, the cache, or
+    ../shared/data/mnist beside the checkout) and PyTorch; the ratio is in extra_info."""
+    torch = pytest.importorskip("torch")
+    import time
+    from pathlib import Path
+
+    from lenet_native.datasets import load_mnist
+    from lenet_native.train import train
+    try:
+        xtr, ytr = load_mnist(None, "train")
+    except (FileNotFoundError, ValueError):
+        here = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+        if not here.is_dir():
+            pytest.skip("MNIST not found")
+        xtr, ytr = load_mnist(here, "train")
+    benchmark.group = f"sgd epoch (60,000 images), batch {BATCH}, {THREADS} threads"
+    torch.set_num_threads(THREADS)
+    x = ln.preprocess(xtr)
+    model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
+    net = _torch_module(model.state_dict(), "softmax").train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(ytr.astype(np.int64))
+    t0 = time.perf_counter()
+    perm = torch.randperm(len(xt))
+    for lo in range(0, len(xt), BATCH):
+        idx = perm[lo:lo + BATCH]
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+        opt.step()
+    torch_s = time.perf_counter() - t0
+    history = benchmark.pedantic(lambda: train(model, x, ytr, epochs=1, lr=0.01, threads=THREADS,
+                                               progress=False), rounds=1, iterations=1)
+    native_s = history[0]["seconds"]
+    benchmark.extra_info.update({"native_epoch_s": native_s, "torch_epoch_s": torch_s,
+                                 "torch_over_native": torch_s / native_s})
+    print(f"\nsgd epoch, 60,000 images, batch {BATCH}, {THREADS} threads: native {native_s:.2f} s, "
+          f"torch {torch_s:.2f} s, ratio {torch_s / native_s:.1f}x")
