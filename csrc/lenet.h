@@ -294,6 +294,23 @@ int lenet_hessian_diag(float *restrict h,       /* h: (LENET_NPARAMS,) += */
                        float scale, int64_t N,
                        float *restrict workspace, size_t workspace_floats);
 
+/* ================================ distortions ========================================= */
+
+/* Affine warp with bilinear sampling for maps whose source row depends on the output row
+ * only (the paper's distortions: translation, scaling, squeezing, horizontal shear). For
+ * image b, output pixel (Y, X) samples the input, padded with `background` (one row and
+ * column before it, two after), at
+ *   row    sy = clip(ayy[b] Y + offy[b], 0, H + 1),
+ *   column sx = clip(ax[b] X + (axy[b] Y + offx[b]), 0, W + 1)
+ * (padded coordinates). The same float operations as lenet_native.distort's NumPy path.
+ * workspace: W + 3 floats. */
+int warp_rows_forward(float *restrict out,      /* out: (N, H, W) */
+                      const float *restrict in, /* in:  (N, H, W) */
+                      const float *restrict ax, const float *restrict axy,
+                      const float *restrict ayy, /* (N,) each */
+                      const float *restrict offx, const float *restrict offy, /* (N,) each */
+                      float background, int64_t N, int H, int W, float *restrict workspace);
+
 /* ================================ optimisers ========================================== */
 
 /* SGD with momentum and L2 weight decay, element-wise over the flat vector:

@@ -72,6 +72,9 @@ cdef extern from "lenet.h" nogil:
                             const float *inp, const float *coef, int64_t N, int C, int H, int W)
     int squash_forward(float *out, const float *inp, int64_t n)
     int lenet_squash_isa(float *out, const float *inp, int64_t n, int isa)
+    int warp_rows_forward(float *out, const float *inp, const float *ax, const float *axy,
+                          const float *ayy, const float *offx, const float *offy,
+                          float background, int64_t N, int H, int W, float *workspace)
     int squash_backward(float *din, const float *dout, const float *out, int64_t n)
     int squash_backward2(float *hin, const float *hout, const float *out, int64_t n)
     int dense_forward(float *out, const float *inp, const float *w, const float *b,

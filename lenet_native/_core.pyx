@@ -468,6 +468,31 @@ def loss_forward_backward(str head, const float[:, ::1] y not None, const int32_
     return losses_a, dy_a
 
 
+def warp_rows(const float[:, :, ::1] x not None, const float[::1] ax not None,
+              const float[::1] axy not None, const float[::1] ayy not None,
+              const float[::1] offx not None, const float[::1] offy not None, float background):
+    """The separable affine warp of lenet_native.distort (see warp_rows_forward in lenet.h):
+    x (N, H, W) -> new (N, H, W) float32, bit-for-bit the NumPy path's result."""
+    cdef int64_t N = x.shape[0]
+    cdef int H = x.shape[1], W = x.shape[2]
+    if (ax.shape[0] != N or axy.shape[0] != N or ayy.shape[0] != N or offx.shape[0] != N
+            or offy.shape[0] != N):
+        raise ValueError("warp_rows: the map arrays must have one entry per image")
+    if H < 1 or W < 1 or H > 4096 or W > 4096:
+        raise ValueError(f"warp_rows: image size must be 1..4096, got {H}x{W}")
+    res = np.empty((N, H, W), np.float32)
+    if N == 0:
+        return res
+    cdef float[:, :, ::1] o = res
+    cdef float[::1] ws = np.empty(W + 3, np.float32)
+    cdef int st
+    with nogil:
+        st = lib.warp_rows_forward(&o[0, 0, 0], &x[0, 0, 0], &ax[0], &axy[0], &ayy[0], &offx[0],
+                                   &offy[0], background, N, H, W, &ws[0])
+    _check(st, "warp_rows")
+    return res
+
+
 def sgd_step(float[::1] params not None, float[::1] velocity not None, const float[::1] grad not None,
              const uint8_t[::1] mask not None, float lr, float momentum, float decay, isa=None):
     """v = momentum v + (g + decay p); p -= lr v where mask != 0 (the same bits on every isa)."""

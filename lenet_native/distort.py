@@ -17,11 +17,10 @@ Every map keeps the centre of the 32x32 field (pixel coordinate 15.5) where it i
 translates; pixels that come from outside the input take the background value (-0.1, the
 network's input for a blank MNIST pixel).
 
-The paper's maps (no rotation, no elastic field) take a two-pass route: whole source rows
-blended vertically, then two gathers per pixel horizontally. Cost: about 1 s of CPU per
-60,000 images (32x32) on the 2-core development machine, in NumPy; the SIMD training
-kernels now do an epoch in about the same time, so a distorted epoch takes about twice as
-long as a plain one (a C warp kernel would remove that).
+The paper's maps (no rotation, no elastic field) take a two-pass route: the two source rows
+blended vertically, then two reads per pixel horizontally, in C (csrc/warp.c; the same
+float operations as the NumPy form kept beside it, so the same bits). Maps with rotation
+or an elastic field use the general NumPy path (four reads per pixel).
 """
 from __future__ import annotations
 
@@ -264,9 +263,27 @@ def warp_affine(images, A, t, *, background=BACKGROUND, displacement=None, out=N
 
 def _warp_rows_then_columns(x, Ai, off, background, dtype, single):
     """warp_affine for maps whose source row y = Ai11 Y + off_y depends on the output row
-    Y only (translation, scaling, squeezing, horizontal shear). Exact bilinear sampling in
-    two passes: rows blended vertically (whole rows gathered at once), then each output
-    row sampled horizontally at x = Ai00 X + Ai01 Y + off_x: two gathers per pixel, not four."""
+    Y only (translation, scaling, squeezing, horizontal shear): the C kernel
+    (csrc/warp.c), which does the float32 operations of _warp_rows_then_columns_numpy
+    below, in the same order, so it gives the same bits."""
+    from . import _core
+    f32 = np.float32
+    res = _core.warp_rows(np.ascontiguousarray(x, dtype=f32),
+                          np.ascontiguousarray(Ai[:, 0, 0], dtype=f32),
+                          np.ascontiguousarray(Ai[:, 0, 1], dtype=f32),
+                          np.ascontiguousarray(Ai[:, 1, 1], dtype=f32),
+                          np.ascontiguousarray(off[:, 0], dtype=f32),
+                          np.ascontiguousarray(off[:, 1], dtype=f32), f32(background))
+    if res.dtype != dtype:
+        res = res.astype(dtype)
+    return res[0] if single else res
+
+
+def _warp_rows_then_columns_numpy(x, Ai, off, background, dtype, single):
+    """The NumPy form of _warp_rows_then_columns (the reference for its C kernel). Exact
+    bilinear sampling in two passes: rows blended vertically (whole rows gathered at once),
+    then each output row sampled horizontally at x = Ai00 X + Ai01 Y + off_x: two gathers
+    per pixel, not four."""
     f32 = np.float32
     B, H, W = x.shape
     Hp, Wp = H + 3, W + 3  # background: one row/column before, two after (see warp_affine)

@@ -447,6 +447,8 @@ CORE = {
                      ("i32", "N", -2, 12), ("num",)],
     "sdlm_epoch": [("params_w",), ("pairs_out",), ("pairs_in",), ("head",), ("f32", "Z"),
                    ("f32", "N@@"), ("i32", "N", -2, 12), ("i64", "N", -2, 4)],
+    "warp_rows": [("f32", "NHW"), ("f32", "N"), ("f32", "N"), ("f32", "N"), ("f32", "N"),
+                  ("f32", "N"), ("num",)],
     "sgd_train_step": [("params_w",), ("f32w", "Z"), ("u8", "Z"), ("num",), ("num",), ("num",),
                        ("pairs_out",), ("pairs_in",), ("head",), ("f32", "N@@"),
                        ("i32", "N", -2, 12), ("num",)],
