@@ -272,6 +272,14 @@ def test_interrupt_in_first_epoch_restores_initial_weights(data, tmp_path, monke
     assert json.loads((tmp_path / "m.history.json").read_text())["interrupted"] is True
 
 
+# Under .ci/sanitize (the AddressSanitizer runtime preloaded, which intercepts signal() and
+# sigaction()) a SIGINT sent to ourselves was not seen by the deferring handler in time;
+# the logic is pure Python and is checked by the normal suite.
+_SIGNALS_UNRELIABLE = pytest.mark.skipif(bool(os.environ.get("LENET_NATIVE_SANITIZE_RUN")),
+                                         reason="signal delivery under the sanitizer runtime")
+
+
+@_SIGNALS_UNRELIABLE
 def test_sigint_is_held_while_the_checkpoint_is_written():
     steps = []
     with pytest.raises(KeyboardInterrupt):
@@ -282,6 +290,7 @@ def test_sigint_is_held_while_the_checkpoint_is_written():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@_SIGNALS_UNRELIABLE
 def test_ctrl_c_while_the_checkpoint_is_written(data, tmp_path, monkeypatch):
     real = T._save_checkpoint
 
