@@ -4,9 +4,9 @@
  * compiled once per instruction set with its own -m flags and a LENET_SIMD_* macro that
  * renames its one exported symbol (lenet_simd_kernels_avx2, lenet_simd_kernels_avx512).
  *
- * Every kernel works on ONE image or ONE block of up to `lanes` images (images side by
- * side in the vector lanes), out of the caller's workspace; no kernel allocates, threads or
- * keeps state. For a given ISA, an image's outputs are bit-for-bit the same whether it goes
+ * Every network kernel works on ONE image or ONE block of up to `lanes` images (images
+ * side by side in the vector lanes), out of the caller's workspace (squash and sgd_update
+ * are element-wise); no kernel allocates, threads or keeps state. For a given ISA, an image's outputs are bit-for-bit the same whether it goes
  * through forward_one or through any lane of forward_block: every output element is the
  * same sequence of float operations in both (the layouts differ, the arithmetic does not).
  */
