@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
 
 from lenet_native cimport _clenet as lib
 from lenet_native._clenet cimport lenet_net
@@ -591,8 +591,10 @@ cdef class Net:
         cdef int64_t N
         try:
             fmt = view.format if view.format != NULL else b"B"
-            # (N, 32, 32) or (N, 1, 32, 32): the same bytes
+            # (N, 32, 32) or (N, 1, 32, 32): the same bytes; aligned floats only (C reads
+            # whole floats; the caller copies an unaligned buffer)
             if (view.itemsize != 4 or fmt not in (b"f", b"@f", b"=f")
+                    or (<uintptr_t>view.buf) % sizeof(float) != 0
                     or not ((view.ndim == 3 and view.shape[1] == 32 and view.shape[2] == 32)
                             or (view.ndim == 4 and view.shape[1] == 1 and view.shape[2] == 32
                                 and view.shape[3] == 32))):

@@ -125,7 +125,8 @@ def _as_input(x, where="forward", finite=True) -> np.ndarray:
     finite=False leaves the NaN/infinity check to the caller (the native forward does it in C
     while the images stream through: same error, no extra pass)."""
     if (type(x) is np.ndarray and x.dtype is _core.F32 and x.ndim == 3
-            and x.shape[1] == 32 and x.shape[2] == 32 and x.flags.c_contiguous):
+            and x.shape[1] == 32 and x.shape[2] == 32 and x.flags.c_contiguous
+            and x.flags.aligned):
         a = x  # already what the kernels take: no conversion, no copy
     else:
         a = _to_array(x, where)
@@ -142,7 +143,8 @@ def _as_input(x, where="forward", finite=True) -> np.ndarray:
             raise ValueError(f"{where}: input must have shape (N, 32, 32) or (N, 1, 32, 32); "
                              f"got {np.shape(x)}")
         with np.errstate(over="ignore", invalid="ignore"):
-            a = np.ascontiguousarray(a, dtype=np.float32)
+            # C order and aligned (an unaligned buffer is copied: C reads whole floats)
+            a = np.require(a, np.float32, ["C", "A"])
     if finite and a.size:
         # min and max propagate NaN and show infinities without a temporary of the input's size
         lo, hi = float(a.min()), float(a.max())
@@ -185,7 +187,7 @@ def _as_labels(labels, n, where):
     if n and (lab.min() < 0 or lab.max() > 9):
         bad = lab[(lab < 0) | (lab > 9)][0]
         raise ValueError(f"{where}: labels must be in 0..9; got {bad}")
-    return np.ascontiguousarray(lab, dtype=np.int32)
+    return np.require(lab, np.int32, ["C", "A"])
 
 
 # ----------------------------------------------------------------------------- packing

@@ -489,7 +489,7 @@ def _distorted(distort, xb, rng):
         raise ValueError(f"train: distort returned shape {a.shape} for a batch of shape {xb.shape}")
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"train: distort must return float images; got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    a = np.require(a, np.float32, ["C", "A"])
     if not np.isfinite(a).all():
         raise ValueError("train: distort returned NaN or infinity")
     return a

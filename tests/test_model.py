@@ -393,3 +393,33 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         ln.LeNet5(seed=2).save(path)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+
+
+def test_unaligned_buffers_are_copied_not_read_misaligned():
+    """A float32 or int32 array whose data is not aligned to its item (a view at an odd
+    byte offset) is legal NumPy but not something C may read as floats/ints: it is copied
+    before the kernels see it, with the same results (.ci/sanitize's UBSan caught one)."""
+    model = make_model("softmax")
+    x = inputs(np.random.default_rng(9), 3)
+    y = np.array([1, 7, 3])
+
+    def unaligned(a):
+        buf = bytearray(a.nbytes + 1)
+        u = np.frombuffer(buf, a.dtype, count=a.size, offset=1).reshape(a.shape)
+        u[...] = a
+        assert not u.flags.aligned
+        return u
+
+    # the zero-copy path declines it, the conversion makes an aligned copy
+    assert model._native_net().forward(unaligned(x), 1) is None
+    assert ln.model._as_input(unaligned(x)).flags.aligned
+    assert ln.model._as_labels(unaligned(y.astype(np.int32)), 3, "t").flags.aligned
+    want = model.forward(x)
+    np.testing.assert_array_equal(model.forward(unaligned(x)), want)
+    np.testing.assert_array_equal(model.forward(unaligned(x[:, None])), want)
+    np.testing.assert_array_equal(model.predict(unaligned(x)), model.predict(x))
+    loss, grads = model.loss_and_grad(unaligned(x), unaligned(y.astype(np.int32)))
+    loss2, grads2 = model.loss_and_grad(x, y)
+    assert loss == loss2
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], grads2[k])
