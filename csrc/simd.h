@@ -30,7 +30,6 @@ static inline vf vzero(void) { return _mm512_setzero_ps(); }
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 static inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 static inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
-static inline vf vdiv(vf a, vf b) { return _mm512_div_ps(a, b); }
 /* a / b for b in [1, 2^30]: 14-bit reciprocal r, y = a r, then y + (a - b y) r (relative
  * error about 2^-28 before the last rounding) */
 static inline vf vquot(vf a, vf b)
@@ -42,26 +41,6 @@ static inline vf vmin(vf a, vf b) { return _mm512_min_ps(a, b); }
 static inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
 static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }   /* a*b + c */
 static inline vf vfnma(vf a, vf b, vf c) { return _mm512_fnmadd_ps(a, b, c); } /* c - a*b */
-static inline vf vand(vf a, vf b) { return _mm512_and_ps(a, b); }
-static inline vf vandnot(vf a, vf b) { return _mm512_andnot_ps(a, b); }       /* ~a & b */
-static inline vf vxor(vf a, vf b) { return _mm512_xor_ps(a, b); }
-static inline vf vor(vf a, vf b) { return _mm512_or_ps(a, b); }
-/* a > b ? x : y */
-static inline vf vsel_gt(vf a, vf b, vf x, vf y)
-{
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), y, x);
-}
-/* truncation toward zero of a float to int, back to float; and 2^n for integer-valued n */
-static inline vf vround(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-/* a - round(a), exact */
-static inline vf vfrac(vf a) { return _mm512_reduce_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-static inline vf vscale2(vf a, vf n) { return _mm512_scalef_ps(a, n); }   /* a 2^n, n integral */
-static inline vf vtrunc(vf a) { return _mm512_cvtepi32_ps(_mm512_cvttps_epi32(a)); }
-static inline vf vpow2i(vf n)
-{
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n),
-                                                                  _mm512_set1_epi32(127)), 23));
-}
 /* loads/stores of the first m (0..VL) lanes; the others read as 0 / are left alone */
 static inline vmask vmask_first(int m) { return (vmask)(m >= 16 ? 0xffff : (1u << m) - 1u); }
 static inline vf vload_first(const float *p, int m) { return _mm512_maskz_loadu_ps(vmask_first(m), p); }
@@ -123,29 +102,11 @@ static inline vf vzero(void) { return _mm256_setzero_ps(); }
 static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
 static inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
 static inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
-static inline vf vdiv(vf a, vf b) { return _mm256_div_ps(a, b); }
 static inline vf vquot(vf a, vf b) { return _mm256_div_ps(a, b); }   /* a / b */
 static inline vf vmin(vf a, vf b) { return _mm256_min_ps(a, b); }
 static inline vf vmax(vf a, vf b) { return _mm256_max_ps(a, b); }
 static inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 static inline vf vfnma(vf a, vf b, vf c) { return _mm256_fnmadd_ps(a, b, c); }
-static inline vf vand(vf a, vf b) { return _mm256_and_ps(a, b); }
-static inline vf vandnot(vf a, vf b) { return _mm256_andnot_ps(a, b); }
-static inline vf vxor(vf a, vf b) { return _mm256_xor_ps(a, b); }
-static inline vf vor(vf a, vf b) { return _mm256_or_ps(a, b); }
-static inline vf vsel_gt(vf a, vf b, vf x, vf y)
-{
-    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_GT_OQ));
-}
-static inline vf vround(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-static inline vf vfrac(vf a) { return vsub(a, vround(a)); }
-static inline vf vtrunc(vf a) { return _mm256_cvtepi32_ps(_mm256_cvttps_epi32(a)); }
-static inline vf vpow2i(vf n)
-{
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n),
-                                                                  _mm256_set1_epi32(127)), 23));
-}
-static inline vf vscale2(vf a, vf n) { return vmul(a, vpow2i(n)); }   /* a 2^n, n integral, |n| < 127 */
 static inline __m256i vmask_first(int m)
 {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

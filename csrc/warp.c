@@ -48,7 +48,7 @@ int warp_rows_forward(float *restrict out, const float *restrict in, const float
         for (int Y = 0; Y < H; Y++) {
             /* vertical: source row sy = ayy Y + offy, clipped to [0, H + 1] */
             float sy = ayy[b] * (float)Y + offy[b];
-            sy = sy < 0.0f ? 0.0f : sy > hmax ? hmax : sy;
+            sy = !(sy >= 0.0f) ? 0.0f : sy > hmax ? hmax : sy;   /* NaN -> 0: never an index out of range */
             const int r = (int)sy;            /* sy >= 0: truncation is floor */
             const float y0 = (float)r, fy = sy - y0;
             blend_rows(t, img, r, fy, H, W, background);
@@ -56,7 +56,7 @@ int warp_rows_forward(float *restrict out, const float *restrict in, const float
             const float xoff = axy[b] * (float)Y + offx[b];
             for (int X = 0; X < W; X++) {
                 float sx = ax[b] * (float)X + xoff;
-                sx = sx < 0.0f ? 0.0f : sx > wmax ? wmax : sx;
+                sx = !(sx >= 0.0f) ? 0.0f : sx > wmax ? wmax : sx;
                 const int c = (int)sx;
                 const float x0 = (float)c, fx = sx - x0;
                 const float v = t[c];

@@ -222,6 +222,10 @@ def test_c_warp_rejects_inconsistent_maps():
         _core.warp_rows(x, one, one, one[:2], one, one, -0.1)
     with pytest.raises(ValueError, match="image size"):
         _core.warp_rows(np.zeros((3, 0, 8), np.float32), one, one, one, one, one, -0.1)
+    nan = one.copy()
+    nan[1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        _core.warp_rows(x, one, one, one, nan, one, -0.1)
 
 
 def test_fast_separable_path_matches_the_general_one():
