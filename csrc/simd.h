@@ -79,6 +79,15 @@ static inline void vgather_lanes(float *restrict X, const float *restrict x, int
     for (int k = 0; k < count; k++)
         _mm512_store_ps(X + k * 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, x + k, 4));
 }
+/* a0 a0 a1 a1 .. a7 a7 and a8 a8 .. a15 a15 */
+static inline vf vdup_lo(vf a)
+{
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), a);
+}
+static inline vf vdup_hi(vf a)
+{
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15), a);
+}
 /* even and odd elements of the 2 VL elements a, b: ev = a0 a2 .. b0 b2 .., od = a1 a3 .. */
 static inline void vdeint(vf a, vf b, vf *ev, vf *od)
 {
@@ -128,6 +137,9 @@ static inline void vdeint(vf a, vf b, vf *ev, vf *od)
     *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
     *od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
 }
+/* a0 a0 a1 a1 a2 a2 a3 a3 and a4 a4 .. a7 a7 */
+static inline vf vdup_lo(vf a) { return _mm256_permutevar8x32_ps(a, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3)); }
+static inline vf vdup_hi(vf a) { return _mm256_permutevar8x32_ps(a, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7)); }
 static inline __m128 vhsum4(vf a, vf b, vf c, vf d)
 {
     const __m256 x = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));

@@ -300,14 +300,17 @@ static void c3_one(float *restrict c3, float *restrict ss, const float *restrict
 #define O_OUT (O_F6 + F6S)
 #define ONE_WS (O_OUT + OUTS)
 
-static void forward_one(float *restrict out, float *restrict acts, const lenet_net *net,
-                        const float *restrict x, float *restrict ws)
+/* forward_one with C1's and C3's pre-shifted inputs built in xs (5, 32, 32) and
+ * ss (6, 5, 14, 16), which may be the same buffer (forward_one) or two that the caller
+ * keeps (sdlm_sample's backward reads both) */
+static void forward_one_keep(float *restrict out, float *restrict acts, const lenet_net *net,
+                             const float *restrict x, float *restrict ws, float *xs, float *ss)
 {
-    float *c1 = ws + O_C1, *s2 = ws + O_S2, *xs = ws + O_XS, *c3 = ws + O_C3, *s4 = ws + O_S4;
+    float *c1 = ws + O_C1, *s2 = ws + O_S2, *c3 = ws + O_C3, *s4 = ws + O_S4;
     float *c5 = ws + O_C5, *f6 = ws + O_F6;
     c1_one(c1, xs, x, P(net, LENET_OFF_C1_W), P(net, LENET_OFF_C1_B));
     pool_one(s2, c1, P(net, LENET_OFF_S2_W), P(net, LENET_OFF_S2_B), 6, 28, 28);
-    c3_one(c3, xs, s2, net);
+    c3_one(c3, ss, s2, net);
     squash_inplace(c3, 1600);
     pool_one(s4, c3, P(net, LENET_OFF_S4_W), P(net, LENET_OFF_S4_B), 16, 10, 10);
     dense_layers(c5, f6, out, 10, s4, 400, 1, net);
@@ -320,6 +323,12 @@ static void forward_one(float *restrict out, float *restrict acts, const lenet_n
         memcpy(acts + LENET_ACT_F6, f6, 84 * sizeof(float));
         memcpy(acts + LENET_ACT_OUT, out, 10 * sizeof(float));
     }
+}
+
+static void forward_one(float *restrict out, float *restrict acts, const lenet_net *net,
+                        const float *restrict x, float *restrict ws)
+{
+    forward_one_keep(out, acts, net, x, ws, ws + O_XS, ws + O_XS);
 }
 
 /* ================================================================ VL images, in the lanes */
@@ -964,12 +973,12 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
     float *g = dpre + RUP(LENET_NACTS);
     float *xs = g + G_XS, *ss = g + G_SS, *d3 = g + G_D3, *d1 = g + G_D1, *T = g + G_T;
     float o[10];
-    forward_one(o, acts, net, x, g + G_FWD);
+    forward_one_keep(o, acts, net, x, g + G_FWD, xs, ss);   /* xs, ss kept for the backward */
     const float *c3 = acts + LENET_ACT_C3, *s4 = acts + LENET_ACT_S4, *c5 = acts + LENET_ACT_C5;
     const float *f6 = acts + LENET_ACT_F6, *out = acts + LENET_ACT_OUT;
 
     /* the loss, the head */
-    memset(d + LENET_ACT_C1, 0, (LENET_ACT_S4 - LENET_ACT_C1) * sizeof(float));   /* C1..C3, += below */
+    memset(d + LENET_ACT_C3, 0, 1600 * sizeof(float));   /* += by S4's backward */
     float *dout = dpre + LENET_ACT_OUT, *df6 = d + LENET_ACT_F6;
     for (int m = 0; m < 10; m++) dout[m] = 0.0f;
     for (int k = 0; k < 84; k++) df6[k] = 0.0f;
@@ -1007,7 +1016,6 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
             vstorea(d3 + r * 16 + v * VL, c > 0 ? vload_first(dc3 + r * 10 + v * VL, c) : vzero());
         }
     for (int m = 0; m < 16; m++) grad[LENET_OFF_C3_B + m] += sumf(dc3 + m * 100, 100);
-    build_ss(ss, s2);
     for (int q = 0; q < LENET_C3_PAIRS; q++)
         CORR_ONE_GRAD(corr_one_c3, grad + LENET_OFF_C3_W + q * 25, d3 + net->c3_out[q] * 160, 10,
                       ss + net->c3_in[q] * 5 * 14 * 16, 14 * 16, 16);
@@ -1046,19 +1054,38 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
             }
     }
 
-    /* S2 (into C1's output gradient), C1's squash, then C1: bias and weights */
-    float *dc1 = d + LENET_ACT_C1;
-    subsample_backward_one(dc1, grad + LENET_OFF_S2_W, grad + LENET_OFF_S2_B, ds2,
-                           acts + LENET_ACT_C1, P(net, LENET_OFF_S2_W), 6, 28, 28);
+    /* S2 and C1's squash: for S2 row i of map c, d = dS2 row (14 values, VL at a time),
+     * the 2x2 block sums from C1 rows 2i and 2i + 1 deinterleaved (coefficient gradient),
+     * and coef d duplicated to C1's columns times f'(C1) -> d1 rows (32 wide, zero past 28).
+     * C1 rows are read 32 floats from their start (past the map's end: S2's outputs, finite,
+     * times zero lanes of d). */
     const float *c1 = acts + LENET_ACT_C1;
-    for (int r = 0; r < 6 * 28; r++)
-        for (int v = 0; v < C1_NV; v++) {
-            const int cnt = 28 - v * VL < VL ? 28 - v * VL : VL;
-            vstorea(d1 + r * 32 + v * VL, cnt > 0 ? vmul(vload_first(dc1 + r * 28 + v * VL, cnt),
-                                                         vsquash_deriv(vload_first(c1 + r * 28 + v * VL, cnt)))
-                                                  : vzero());
+    const float *s2w = P(net, LENET_OFF_S2_W);
+    for (int c = 0; c < 6; c++) {
+        const vf cf = vset1(s2w[c]);
+        vf sc = vzero(), sb = vzero();
+        for (int i = 0; i < 14; i++) {
+            const float *dr = ds2 + c * 196 + i * 14;
+            const float *r0 = c1 + (c * 28 + 2 * i) * 28, *r1 = r0 + 28;
+            float *o0 = d1 + (c * 28 + 2 * i) * 32, *o1 = o0 + 32;
+            for (int t = 0; t * VL < 14; t++) {
+                const vf dv = vload_first(dr + t * VL, 14 - t * VL < VL ? 14 - t * VL : VL);
+                const int k = 2 * t * VL;
+                vf e0, q0, e1, q1;
+                vdeint(vload(r0 + k), vload(r0 + k + VL), &e0, &q0);
+                vdeint(vload(r1 + k), vload(r1 + k + VL), &e1, &q1);
+                sc = vfma(dv, vadd(vadd(e0, q0), vadd(e1, q1)), sc);
+                sb = vadd(sb, dv);
+                const vf g = vmul(cf, dv), lo = vdup_lo(g), hi = vdup_hi(g);
+                vstorea(o0 + k, vmul(lo, vsquash_deriv(vload(r0 + k))));
+                vstorea(o0 + k + VL, vmul(hi, vsquash_deriv(vload(r0 + k + VL))));
+                vstorea(o1 + k, vmul(lo, vsquash_deriv(vload(r1 + k))));
+                vstorea(o1 + k + VL, vmul(hi, vsquash_deriv(vload(r1 + k + VL))));
+            }
         }
-    build_xs(xs, x);
+        grad[LENET_OFF_S2_W + c] += vhsum(sc);
+        grad[LENET_OFF_S2_B + c] += vhsum(sb);
+    }
     for (int m = 0; m < 6; m++) {
         grad[LENET_OFF_C1_B + m] += lanes_sum(d1 + m * 28 * 32, 28 * C1_NV, VL);
         CORR_ONE_GRAD(corr_one_c1, grad + LENET_OFF_C1_W + m * 25, d1 + m * 28 * 32, 28, xs, 32 * 32, 32);
