@@ -978,7 +978,6 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
     const float *f6 = acts + LENET_ACT_F6, *out = acts + LENET_ACT_OUT;
 
     /* the loss, the head */
-    memset(d + LENET_ACT_C3, 0, 1600 * sizeof(float));   /* += by S4's backward */
     float *dout = dpre + LENET_ACT_OUT, *df6 = d + LENET_ACT_F6;
     for (int m = 0; m < 10; m++) dout[m] = 0.0f;
     for (int k = 0; k < 84; k++) df6[k] = 0.0f;
@@ -1003,19 +1002,38 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
     for (int m = 0; m < 120; m++) grad[LENET_OFF_C5_B + m] += dpc5[m];
     dense_bwd_update(ds4, params + LENET_OFF_C5_W, step + LENET_OFF_C5_W, dpc5, s4, 400, 120);
     for (int k = 0; k < 400; k++) dps4[k] = ds4[k] * squash_deriv(s4[k]);
-    /* S4, and C3's squash */
-    subsample_backward_one(d + LENET_ACT_C3, grad + LENET_OFF_S4_W, grad + LENET_OFF_S4_B,
-                           dps4, c3, P(net, LENET_OFF_S4_W), 16, 10, 10);
-    for (int k = 0; k < 1600; k++) dpre[LENET_ACT_C3 + k] = d[LENET_ACT_C3 + k] * squash_deriv(c3[k]);
+    /* S4 and C3's squash, as S2's below: d3 (16, 10, 16) = the gradient wrt C3's
+     * pre-activation in rows padded with zeros to 16 (C3 rows read 16 floats from their
+     * start: finite neighbours, times zero lanes) */
+    const float *s4w = P(net, LENET_OFF_S4_W), *s2 = acts + LENET_ACT_S2;
+    for (int m = 0; m < 16; m++) {
+        const vf cf = vset1(s4w[m]);
+        const vf dv0 = vzero();
+        vf sc = dv0, sb = dv0;
+        for (int i = 0; i < 5; i++) {
+            const vf dv = vload_first(dps4 + m * 25 + i * 5, 5);
+            const float *r0 = c3 + (m * 10 + 2 * i) * 10, *r1 = r0 + 10;
+            float *o0 = d3 + (m * 10 + 2 * i) * 16, *o1 = o0 + 16;
+            vf e0, q0, e1, q1;
+            vdeint(vload(r0), vload(r0 + VL), &e0, &q0);
+            vdeint(vload(r1), vload(r1 + VL), &e1, &q1);
+            sc = vfma(dv, vadd(vadd(e0, q0), vadd(e1, q1)), sc);
+            sb = vadd(sb, dv);
+            const vf g = vmul(cf, dv), lo = vdup_lo(g);
+            vstorea(o0, vmul(lo, vsquash_deriv(vload(r0))));
+            vstorea(o1, vmul(lo, vsquash_deriv(vload(r1))));
+            if (VL < 16) {   /* columns VL .. 15 */
+                const vf hi = vdup_hi(g);
+                vstorea(o0 + VL, vmul(hi, vsquash_deriv(vload(r0 + VL))));
+                vstorea(o1 + VL, vmul(hi, vsquash_deriv(vload(r1 + VL))));
+            }
+        }
+        grad[LENET_OFF_S4_W + m] += vhsum(sc);
+        grad[LENET_OFF_S4_B + m] += vhsum(sb);
+    }
 
     /* C3: bias, weights per pair */
-    const float *dc3 = dpre + LENET_ACT_C3, *s2 = acts + LENET_ACT_S2;
-    for (int r = 0; r < 160; r++)
-        for (int v = 0; v < C3_NV; v++) {
-            const int c = 10 - v * VL < VL ? 10 - v * VL : VL;
-            vstorea(d3 + r * 16 + v * VL, c > 0 ? vload_first(dc3 + r * 10 + v * VL, c) : vzero());
-        }
-    for (int m = 0; m < 16; m++) grad[LENET_OFF_C3_B + m] += sumf(dc3 + m * 100, 100);
+    for (int m = 0; m < 16; m++) grad[LENET_OFF_C3_B + m] += lanes_sum(d3 + m * 160, 160 / VL, VL);
     for (int q = 0; q < LENET_C3_PAIRS; q++)
         CORR_ONE_GRAD(corr_one_c3, grad + LENET_OFF_C3_W + q * 25, d3 + net->c3_out[q] * 160, 10,
                       ss + net->c3_in[q] * 5 * 14 * 16, 14 * 16, 16);
