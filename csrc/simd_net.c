@@ -1008,8 +1008,7 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
     const float *s4w = P(net, LENET_OFF_S4_W), *s2 = acts + LENET_ACT_S2;
     for (int m = 0; m < 16; m++) {
         const vf cf = vset1(s4w[m]);
-        const vf dv0 = vzero();
-        vf sc = dv0, sb = dv0;
+        vf sc = vzero(), sb = vzero();
         for (int i = 0; i < 5; i++) {
             const vf dv = vload_first(dps4 + m * 25 + i * 5, 5);
             const float *r0 = c3 + (m * 10 + 2 * i) * 10, *r1 = r0 + 10;
