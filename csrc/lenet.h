@@ -271,7 +271,8 @@ int lenet_loss_grad(float *restrict grad,       /* grad: (LENET_NPARAMS,) += */
  * loss), then sgd_update (below) with it, the update applied to each slice of the
  * parameters as soon as its gradient is summed (one pass, no gradient buffer). params must
  * be net->params (updated in place); the same bits as lenet_loss_grad into a zeroed buffer
- * followed by sgd_update. Workspace: lenet_grad_workspace_size(N, nthreads). */
+ * followed by sgd_update. N = 0 changes nothing (no momentum-only step).
+ * Workspace: lenet_grad_workspace_size(N, nthreads). */
 int lenet_sgd_train_step(float *params,         /* params: (LENET_NPARAMS,) == net->params */
                          float *restrict velocity, /* velocity: (LENET_NPARAMS,) */
                          const uint8_t *restrict mask, /* mask: (LENET_NPARAMS,) 1 = trainable */

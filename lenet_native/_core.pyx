@@ -665,7 +665,8 @@ def sgd_train_step(float[::1] params not None, float[::1] velocity not None,
                    float scale, int threads=1, isa=None):
     """One SGD step in place: the gradient of scale * (sum of the losses), then
     v = momentum v + (g + decay p); p -= lr v where mask != 0 (the same bits as loss_grad
-    into a zeroed buffer followed by sgd_step). -> (losses (N,), outputs (N, 10))."""
+    into a zeroed buffer followed by sgd_step; an empty batch changes nothing).
+    -> (losses (N,), outputs (N, 10))."""
     threads = _nthreads(threads)
     cdef lenet_net net = _net(params, c3_out, c3_in, head, isa)
     cdef int64_t N = x.shape[0]
