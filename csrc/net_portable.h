@@ -40,31 +40,45 @@ static void net_forward_one(float *restrict acts, const lenet_net *net, const fl
         dense_forward_one(out, f6, P(net, LENET_OFF_OUT_W), P(net, LENET_OFF_OUT_B), 84, 10);
 }
 
-/* One image backward, top half: the loss, the head, F6, C5, S4 and C3's squash. d and
- * dpre are (LENET_NACTS,) scratch buffers (gradients wrt each layer's output and
- * pre-activation), zeroed here; grad (LENET_NPARAMS,) accumulates. Leaves the gradient wrt
- * C3's pre-activation in dpre + LENET_ACT_C3. Returns the loss. */
-static float net_backward_top_one(float *restrict grad, float *restrict d, float *restrict dpre,
-                                  const float *restrict acts, const lenet_net *net, int label,
-                                  float scale)
+/* One image's loss (returned) and its gradient wrt the head's output: dout (10,) +=
+ * scale dloss/dout (softmax cross-entropy, or the paper's RBF loss) */
+static float loss_backward_one(float *restrict dout, const float *restrict out, int label,
+                               float scale, int head)
 {
-    const float *c3 = acts + LENET_ACT_C3, *s4 = acts + LENET_ACT_S4, *c5 = acts + LENET_ACT_C5;
-    const float *f6 = acts + LENET_ACT_F6, *out = acts + LENET_ACT_OUT;
-    float loss;
+    if (head == LENET_HEAD_RBF) {
+        rbfloss_backward_one(dout, out, label, LENET_RBF_J, scale, 10);
+        return rbfloss_one(out, label, LENET_RBF_J, 10);
+    }
+    xent_backward_one(dout, out, label, scale, 10);
+    return xent_loss_one(out, label, 10);
+}
+
+/* The head's backward: df6 (84,) += dout through the head; the softmax head's weight and
+ * bias gradients accumulate into grad (the RBF prototypes are fixed) */
+static void head_backward_one(float *restrict df6, float *restrict grad, const float *restrict dout,
+                              const float *restrict f6, const lenet_net *net)
+{
+    if (net->head == LENET_HEAD_RBF)
+        rbf_backward_one(df6, dout, f6, P(net, LENET_OFF_OUT_W), 84, 10);
+    else
+        dense_backward_one(df6, grad + LENET_OFF_OUT_W, grad + LENET_OFF_OUT_B, dout, f6,
+                           P(net, LENET_OFF_OUT_W), 84, 10);
+}
+
+/* One image backward. d and dpre are (LENET_NACTS,) scratch buffers (gradients wrt each
+ * layer's output and pre-activation); grad (LENET_NPARAMS,) accumulates. Returns the loss. */
+static float net_backward_one(float *restrict grad, float *restrict d, float *restrict dpre,
+                              const float *restrict acts, const lenet_net *net,
+                              const float *restrict x, int label, float scale)
+{
+    const float *c1 = acts + LENET_ACT_C1, *s2 = acts + LENET_ACT_S2, *c3 = acts + LENET_ACT_C3;
+    const float *s4 = acts + LENET_ACT_S4, *c5 = acts + LENET_ACT_C5, *f6 = acts + LENET_ACT_F6;
 
     memset(d, 0, LENET_NACTS * sizeof(float));
     memset(dpre, 0, LENET_NACTS * sizeof(float));
     float *dout = dpre + LENET_ACT_OUT;
-    if (net->head == LENET_HEAD_RBF) {
-        loss = rbfloss_one(out, label, LENET_RBF_J, 10);
-        rbfloss_backward_one(dout, out, label, LENET_RBF_J, scale, 10);
-        rbf_backward_one(d + LENET_ACT_F6, dout, f6, P(net, LENET_OFF_OUT_W), 84, 10);
-    } else {
-        loss = xent_loss_one(out, label, 10);
-        xent_backward_one(dout, out, label, scale, 10);
-        dense_backward_one(d + LENET_ACT_F6, grad + LENET_OFF_OUT_W, grad + LENET_OFF_OUT_B, dout, f6,
-                           P(net, LENET_OFF_OUT_W), 84, 10);
-    }
+    const float loss = loss_backward_one(dout, acts + LENET_ACT_OUT, label, scale, net->head);
+    head_backward_one(d + LENET_ACT_F6, grad, dout, f6, net);
     squash_backward_one(dpre + LENET_ACT_F6, d + LENET_ACT_F6, f6, 84);
     dense_backward_one(d + LENET_ACT_C5, grad + LENET_OFF_F6_W, grad + LENET_OFF_F6_B,
                        dpre + LENET_ACT_F6, c5, P(net, LENET_OFF_F6_W), 120, 84);
@@ -75,16 +89,6 @@ static float net_backward_top_one(float *restrict grad, float *restrict d, float
     subsample_backward_one(d + LENET_ACT_C3, grad + LENET_OFF_S4_W, grad + LENET_OFF_S4_B,
                            dpre + LENET_ACT_S4, c3, P(net, LENET_OFF_S4_W), 16, 10, 10);
     squash_backward_one(dpre + LENET_ACT_C3, d + LENET_ACT_C3, c3, 1600);
-    return loss;
-}
-
-/* One image backward: net_backward_top_one, then C3, S2 and C1. Returns the loss. */
-static float net_backward_one(float *restrict grad, float *restrict d, float *restrict dpre,
-                              const float *restrict acts, const lenet_net *net,
-                              const float *restrict x, int label, float scale)
-{
-    const float *c1 = acts + LENET_ACT_C1, *s2 = acts + LENET_ACT_S2;
-    const float loss = net_backward_top_one(grad, d, dpre, acts, net, label, scale);
     c3_backward_one(d + LENET_ACT_S2, grad + LENET_OFF_C3_W, grad + LENET_OFF_C3_B,
                     dpre + LENET_ACT_C3, s2, P(net, LENET_OFF_C3_W), net->c3_out, net->c3_in,
                     LENET_C3_PAIRS, 16, 14, 14);

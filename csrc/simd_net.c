@@ -782,14 +782,7 @@ static void grad_block(float *restrict grad, float *restrict losses, float *rest
         const float *o = O + l * OUTS;
         float *d = dO + l * OUTS;
         for (int m = 0; m < 10; m++) d[m] = 0.0f;
-        float loss;
-        if (net->head == LENET_HEAD_RBF) {
-            loss = rbfloss_one(o, labels[l], LENET_RBF_J, 10);
-            rbfloss_backward_one(d, o, labels[l], LENET_RBF_J, scale, 10);
-        } else {
-            loss = xent_loss_one(o, labels[l], 10);
-            xent_backward_one(d, o, labels[l], scale, 10);
-        }
+        const float loss = loss_backward_one(d, o, labels[l], scale, net->head);
         if (losses) losses[l] = loss;
         if (out) memcpy(out + l * 10, o, 10 * sizeof(float));
     }
@@ -981,17 +974,8 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
     float *dout = dpre + LENET_ACT_OUT, *df6 = d + LENET_ACT_F6;
     for (int m = 0; m < 10; m++) dout[m] = 0.0f;
     for (int k = 0; k < 84; k++) df6[k] = 0.0f;
-    float loss;
-    if (net->head == LENET_HEAD_RBF) {
-        loss = rbfloss_one(out, label, LENET_RBF_J, 10);
-        rbfloss_backward_one(dout, out, label, LENET_RBF_J, 1.0f, 10);
-        rbf_backward_one(df6, dout, f6, P(net, LENET_OFF_OUT_W), 84, 10);
-    } else {
-        loss = xent_loss_one(out, label, 10);
-        xent_backward_one(dout, out, label, 1.0f, 10);
-        dense_backward_one(df6, grad + LENET_OFF_OUT_W, grad + LENET_OFF_OUT_B, dout, f6,
-                           P(net, LENET_OFF_OUT_W), 84, 10);
-    }
+    const float loss = loss_backward_one(dout, out, label, 1.0f, net->head);
+    head_backward_one(df6, grad, dout, f6, net);
     /* F6, C5: fused with their update; biases into g */
     float *dpf6 = dpre + LENET_ACT_F6, *dc5 = d + LENET_ACT_C5, *dpc5 = dpre + LENET_ACT_C5;
     float *ds4 = d + LENET_ACT_S4, *dps4 = dpre + LENET_ACT_S4;
