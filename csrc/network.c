@@ -40,7 +40,76 @@ static int clamp_threads(int nthreads)
 #endif
 }
 
-/* The SIMD kernel table of a variant; NULL for the portable one. */
+/* ---- the portable variant behind the kernel interface of simd_api.h (lanes = 1): the
+ * drivers below run every variant the same way. Scratch: acts, d, dpre (LENET_NACTS each). */
+static void portable_forward_one(float *restrict out, float *restrict acts, const lenet_net *net,
+                                 const float *restrict x, float *restrict ws)
+{
+    float *a = acts ? acts : ws;
+    net_forward_one(a, net, x);
+    memcpy(out, a + LENET_ACT_OUT, 10 * sizeof(float));
+}
+
+static void portable_forward_block(float *restrict out, float *restrict acts, const lenet_net *net,
+                                   const float *restrict x, int n, float *restrict ws)
+{
+    for (int i = 0; i < n; i++)
+        portable_forward_one(out + i * 10, acts ? acts + (size_t)i * LENET_NACTS : NULL, net,
+                             x + (size_t)i * 1024, ws);
+}
+
+static void portable_grad_block(float *restrict grad, float *restrict losses, float *restrict out,
+                                const lenet_net *net, const float *restrict x,
+                                const int32_t *restrict labels, float scale, int n,
+                                float *restrict ws)
+{
+    float *acts = ws, *d = acts + LENET_NACTS, *dpre = d + LENET_NACTS;
+    for (int i = 0; i < n; i++) {
+        net_forward_one(acts, net, x + (size_t)i * 1024);
+        const float l = net_backward_one(grad, d, dpre, acts, net, x + (size_t)i * 1024, labels[i], scale);
+        if (losses) losses[i] = l;
+        if (out) memcpy(out + i * 10, acts + LENET_ACT_OUT, 10 * sizeof(float));
+    }
+}
+
+static void portable_squash(float *out, const float *in, int64_t n)
+{
+    (void)squash_forward(out, in, n);   /* arguments checked by the caller */
+}
+
+static void portable_sgd_update(float *restrict p, float *restrict v, const float *restrict g,
+                                const uint8_t *restrict mask, float lr, float momentum,
+                                float decay, int64_t n)
+{
+    (void)sgd_update(p, v, g, mask, lr, momentum, decay, n);
+}
+
+static float portable_sdlm_sample(float *params, const float *restrict step, float *restrict grad,
+                                  const lenet_net *net, const float *restrict x, int label,
+                                  float *restrict ws)
+{
+    float *acts = ws, *d = acts + LENET_NACTS, *dpre = d + LENET_NACTS;
+    net_forward_one(acts, net, x);
+    const float l = net_backward_one(grad, d, dpre, acts, net, x, label, 1.0f);
+    for (int j = 0; j < LENET_NPARAMS; j++) {  /* the update, and grad zeroed for the next sample */
+        params[j] -= step[j] * grad[j];
+        grad[j] = 0.0f;
+    }
+    return l;
+}
+
+static const lenet_simd_kernels portable_kernels = {
+    .lanes = 1,
+    .ws_floats = 3 * LENET_NACTS,
+    .forward_one = portable_forward_one,
+    .forward_block = portable_forward_block,
+    .grad_block = portable_grad_block,
+    .squash = portable_squash,
+    .sgd_update = portable_sgd_update,
+    .sdlm_sample = portable_sdlm_sample,
+};
+
+/* The kernel table of a variant (the portable one included). */
 static const lenet_simd_kernels *simd_kernels(int isa)
 {
     switch (isa) {
@@ -50,19 +119,19 @@ static const lenet_simd_kernels *simd_kernels(int isa)
 #ifdef LENET_HAVE_AVX512
     case LENET_ISA_AVX512: return &lenet_simd_kernels_avx512;
 #endif
-    default: return NULL;
+    default: return &portable_kernels;
     }
 }
 
-/* Per-thread scratch of the SIMD kernels, largest over the variants built, plus room to
- * align its start to 64 bytes (callers' buffers are only float aligned). */
+/* Per-thread scratch of the kernels, largest over the variants built, plus room to align
+ * its start to 64 bytes (callers' buffers are only float aligned). */
 #define ALIGN_SLACK 16
 static size_t simd_thread_floats(void)
 {
     size_t m = 0;
     for (int isa = 0; isa < LENET_NISA; isa++) {
         const lenet_simd_kernels *k = simd_kernels(isa);
-        if (k && k->ws_floats + ALIGN_SLACK > m) m = k->ws_floats + ALIGN_SLACK;
+        if (k->ws_floats + ALIGN_SLACK > m) m = k->ws_floats + ALIGN_SLACK;
     }
     return m;
 }
@@ -91,9 +160,7 @@ int lenet_squash_isa(float *out, const float *in, int64_t n, int isa)
     if (n < 0) return LENET_ERR_SIZE;
     if (n == 0) return LENET_OK;
     if (!out || !in) return LENET_ERR_NULL;
-    const lenet_simd_kernels *k = simd_kernels(isa);
-    if (!k) return squash_forward(out, in, n);
-    k->squash(out, in, n);
+    simd_kernels(isa)->squash(out, in, n);
     return LENET_OK;
 }
 
@@ -102,32 +169,39 @@ int lenet_sgd_update_isa(float *restrict p, float *restrict v, const float *rest
                          int64_t n, int isa)
 {
     if (!lenet_isa_supported(isa)) return LENET_ERR_ISA;
-    const lenet_simd_kernels *k = simd_kernels(isa);
-    if (!k || n <= 0) return sgd_update(p, v, g, mask, lr, momentum, decay, n);
+    if (n < 0) return LENET_ERR_SIZE;
+    if (n == 0) return LENET_OK;
     if (!p || !v || !g || !mask) return LENET_ERR_NULL;
-    k->sgd_update(p, v, g, mask, lr, momentum, decay, n);
+    simd_kernels(isa)->sgd_update(p, v, g, mask, lr, momentum, decay, n);
     return LENET_OK;
 }
 
 /* ------------------------------------------------------------------------ forward */
 
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
-
 size_t lenet_forward_workspace_size(int nthreads)
 {
-    return (size_t)clamp_threads(nthreads) * max_size(LENET_NACTS, simd_thread_floats());
+    return (size_t)clamp_threads(nthreads) * simd_thread_floats();
 }
 
 /* Work items: the full blocks of `lanes` images, then the leftover images one by one
  * (forward_one; the same arithmetic, so an image's result does not depend on where it is). */
-static int forward_simd(const lenet_simd_kernels *k, float *restrict out, float *restrict acts,
-                        const lenet_net *net, const float *restrict x, int64_t N, int nthreads,
-                        int check_finite, float *restrict workspace, size_t per_thread)
+int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet_net *net,
+                          const float *restrict x, int64_t N, int nthreads, int check_finite,
+                          float *restrict workspace, size_t workspace_floats)
 {
+    int st = check_net(net);
+    if (st) return st;
+    if (N < 0) return LENET_ERR_SIZE;
+    if (N == 0) return LENET_OK;
+    if (!out || !x || !workspace) return LENET_ERR_NULL;
+    nthreads = clamp_threads(nthreads);
+    const lenet_simd_kernels *k = simd_kernels(net->isa);
     const int L = k->lanes;
     const int64_t nblocks = N / L, items = nblocks + N % L;
-    int bad = 0;
     if ((int64_t)nthreads > items) nthreads = (int)items;
+    const size_t per = simd_thread_floats();
+    if (workspace_floats < (size_t)nthreads * per) return LENET_ERR_WORKSPACE;
+    int bad = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(|: bad)
 #endif
@@ -136,7 +210,7 @@ static int forward_simd(const lenet_simd_kernels *k, float *restrict out, float 
 #ifdef _OPENMP
         t = omp_get_thread_num();
 #endif
-        float *ws = align64(workspace + (size_t)t * per_thread);
+        float *ws = align64(workspace + (size_t)t * per);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -152,54 +226,6 @@ static int forward_simd(const lenet_simd_kernels *k, float *restrict out, float 
                 k->forward_block(out + lo * 10, a, net, x + lo * 1024, n, ws);
             else
                 k->forward_one(out + lo * 10, a, net, x + lo * 1024, ws);
-        }
-    }
-    return bad ? LENET_ERR_NONFINITE : LENET_OK;
-}
-
-int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet_net *net,
-                          const float *restrict x, int64_t N, int nthreads, int check_finite,
-                          float *restrict workspace, size_t workspace_floats)
-{
-    int st = check_net(net);
-    if (st) return st;
-    if (N < 0) return LENET_ERR_SIZE;
-    if (N == 0) return LENET_OK;
-    if (!out || !x) return LENET_ERR_NULL;
-    nthreads = clamp_threads(nthreads);
-    if ((int64_t)nthreads > N) nthreads = (int)N;
-    const lenet_simd_kernels *k = simd_kernels(net->isa);
-    if (k) {
-        const size_t per = simd_thread_floats();
-        if (!workspace) return LENET_ERR_NULL;
-        if (workspace_floats < (size_t)nthreads * per) return LENET_ERR_WORKSPACE;
-        return forward_simd(k, out, acts, net, x, N, nthreads, check_finite, workspace, per);
-    }
-    if (!acts) {
-        if (!workspace) return LENET_ERR_NULL;
-        if (workspace_floats < (size_t)nthreads * LENET_NACTS) return LENET_ERR_WORKSPACE;
-    }
-    int bad = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(|: bad)
-#endif
-    {
-        int t = 0;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-#endif
-        float *mine = acts ? NULL : workspace + (size_t)t * LENET_NACTS;
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t n = 0; n < N; n++) {
-            if (check_finite && !all_finite(x + n * 1024, 1024)) {
-                bad = 1;
-                continue;
-            }
-            float *a = acts ? acts + n * LENET_NACTS : mine;
-            net_forward_one(a, net, x + n * 1024);
-            memcpy(out + n * 10, a + LENET_ACT_OUT, 10 * sizeof(float));
         }
     }
     return bad ? LENET_ERR_NONFINITE : LENET_OK;
@@ -233,14 +259,9 @@ int lenet_grad_chunks(int64_t N)
     return grad_chunks(N, 1);  /* the most any variant uses */
 }
 
-static size_t grad_thread_floats(void)
-{
-    return max_size(3 * LENET_NACTS, simd_thread_floats());
-}
-
 size_t lenet_grad_workspace_size(int64_t N, int nthreads)
 {
-    return (size_t)lenet_grad_chunks(N) * LENET_NPARAMS + (size_t)clamp_threads(nthreads) * grad_thread_floats();
+    return (size_t)lenet_grad_chunks(N) * LENET_NPARAMS + (size_t)clamp_threads(nthreads) * simd_thread_floats();
 }
 
 /* The SGD update applied by lenet_sgd_train_step as each tile of the gradient is summed */
@@ -266,10 +287,10 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
     if (workspace_floats < lenet_grad_workspace_size(N, nthreads)) return LENET_ERR_WORKSPACE;
 
     const lenet_simd_kernels *k = simd_kernels(net->isa);
-    const int L = k ? k->lanes : 1;
+    const int L = k->lanes;
     const int64_t blocks = (N + L - 1) / L;
     const int G = grad_chunks(N, L);  /* chunk g: blocks [blocks g / G, blocks (g + 1) / G) */
-    const size_t per = grad_thread_floats();
+    const size_t per = simd_thread_floats();
     float *partial = workspace;
     float *scratch = workspace + (size_t)lenet_grad_chunks(N) * LENET_NPARAMS;
     if (nthreads > G) nthreads = G;
@@ -281,8 +302,7 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
 #ifdef _OPENMP
         t = omp_get_thread_num();
 #endif
-        float *ws = k ? align64(scratch + (size_t)t * per) : scratch + (size_t)t * per;
-        float *acts = ws, *d = acts + LENET_NACTS, *dpre = d + LENET_NACTS;
+        float *ws = align64(scratch + (size_t)t * per);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -293,15 +313,8 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
             for (int64_t b = blo; b < bhi; b++) {
                 const int64_t lo = b * L;
                 const int n = (int)(N - lo < L ? N - lo : L);
-                if (k) {
-                    k->grad_block(gg, losses ? losses + lo : NULL, out ? out + lo * 10 : NULL, net,
-                                  x + lo * 1024, labels + lo, scale, n, ws);
-                    continue;
-                }
-                net_forward_one(acts, net, x + lo * 1024);
-                const float l = net_backward_one(gg, d, dpre, acts, net, x + lo * 1024, labels[lo], scale);
-                if (losses) losses[lo] = l;
-                if (out) memcpy(out + lo * 10, acts + LENET_ACT_OUT, 10 * sizeof(float));
+                k->grad_block(gg, losses ? losses + lo : NULL, out ? out + lo * 10 : NULL, net,
+                              x + lo * 1024, labels + lo, scale, n, ws);
             }
         }
         /* grad[i] += ((0 + partial_0[i]) + partial_1[i]) + ..., in tiles (contiguous loops
@@ -364,7 +377,7 @@ int lenet_sgd_train_step(float *params, float *restrict velocity, const uint8_t 
 /* ------------------------------------------------------------------------ Gauss-Newton */
 
 /* workspace: squared parameters, squared activations + input, acts, h, hpre, then the
- * SIMD kernels' scratch (their forward_one fills acts) */
+ * kernels' scratch (their forward_one fills acts) */
 size_t lenet_hessian_workspace_size(void)
 {
     return (size_t)LENET_NPARAMS + (LENET_NACTS + 1024) + 3 * LENET_NACTS + simd_thread_floats();
@@ -389,19 +402,15 @@ int lenet_hessian_diag(float *restrict h, const lenet_net *net, const float *res
     float *acts = a2 + LENET_NACTS + 1024;      /* (NACTS,) */
     float *hd = acts + LENET_NACTS;             /* (NACTS,) wrt layer outputs */
     float *hp = hd + LENET_NACTS;               /* (NACTS,) wrt pre-activations */
-    float *kws = align64(hp + LENET_NACTS);     /* SIMD scratch */
+    float *kws = align64(hp + LENET_NACTS);     /* the kernels' scratch */
     float *x2 = a2 + LENET_NACTS;
     const float *w = net->params;
     for (int i = 0; i < LENET_NPARAMS; i++) w2[i] = w[i] * w[i];
 
     for (int64_t n = 0; n < N; n++) {
         const float *xn = x + n * 1024;
-        if (k) {
-            float o[10];
-            k->forward_one(o, acts, net, xn, kws);
-        } else {
-            net_forward_one(acts, net, xn);
-        }
+        float o[10];
+        k->forward_one(o, acts, net, xn, kws);
         for (int i = 0; i < LENET_NACTS; i++) a2[i] = acts[i] * acts[i];
         for (int i = 0; i < 1024; i++) x2[i] = xn[i] * xn[i];
         memset(hd, 0, 2 * LENET_NACTS * sizeof(float));
@@ -460,7 +469,7 @@ int lenet_hessian_diag(float *restrict h, const lenet_net *net, const float *res
 
 size_t lenet_sdlm_workspace_size(void)
 {
-    return (size_t)LENET_NPARAMS + max_size(3 * LENET_NACTS, simd_thread_floats());
+    return (size_t)LENET_NPARAMS + simd_thread_floats();
 }
 
 int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32_t *restrict c3_out,
@@ -481,23 +490,11 @@ int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32
         if (labels[order[n]] < 0 || labels[order[n]] > 9) return LENET_ERR_LABEL;
     }
     const lenet_simd_kernels *k = simd_kernels(isa);
-    float *g = workspace, *acts = g + LENET_NPARAMS;
-    float *d = acts + LENET_NACTS, *dpre = d + LENET_NACTS;
-    float *kws = align64(acts);
+    float *g = workspace, *kws = align64(g + LENET_NPARAMS);
     memset(g, 0, LENET_NPARAMS * sizeof(float));
     for (int64_t n = 0; n < N; n++) {
         const int64_t i = order[n];
-        float l;
-        if (k) {
-            l = k->sdlm_sample(params, step, g, &net, x + i * 1024, labels[i], kws);
-        } else {
-            net_forward_one(acts, &net, x + i * 1024);
-            l = net_backward_one(g, d, dpre, acts, &net, x + i * 1024, labels[i], 1.0f);
-            for (int j = 0; j < LENET_NPARAMS; j++) {  /* the update, and g zeroed for the next sample */
-                params[j] -= step[j] * g[j];
-                g[j] = 0.0f;
-            }
-        }
+        const float l = k->sdlm_sample(params, step, g, &net, x + i * 1024, labels[i], kws);
         if (losses) losses[n] = l;
     }
     return LENET_OK;

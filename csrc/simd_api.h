@@ -3,6 +3,8 @@
  * workspace, the order of gradient sums) and the per-ISA kernels of simd_net.c, which is
  * compiled once per instruction set with its own -m flags and a LENET_SIMD_* macro that
  * renames its one exported symbol (lenet_simd_kernels_avx2, lenet_simd_kernels_avx512).
+ * The portable variant fills the same table in network.c (lanes = 1, net_portable.h), so
+ * the drivers run every variant alike.
  *
  * Every network kernel works on ONE image or ONE block of up to `lanes` images (images
  * side by side in the vector lanes), out of the caller's workspace (squash and sgd_update

@@ -91,7 +91,8 @@ static inline void dense_tile_##IB##_##MB(float *restrict out, int os, const flo
         _mm_storeu_ps(r_ + t_, vhsum4(acc[t_ / MB][t_ % MB], acc[(t_ + 1) / MB][(t_ + 1) % MB],   \
                                       acc[(t_ + 2) / MB][(t_ + 2) % MB],                         \
                                       acc[(t_ + 3) / MB][(t_ + 3) % MB]));                       \
-    for (; t_ < IB * MB; t_++) r_[t_] = vhsum(acc[t_ / MB][t_ % MB]);                            \
+    if ((IB * MB) % 4)                                                                           \
+        for (; t_ < IB * MB; t_++) r_[t_] = vhsum(acc[t_ / MB][t_ % MB]);                        \
     for (int i = 0; i < IB; i++)                                                                 \
         for (int m = 0; m < MB; m++) out[i * os + m] = r_[i * MB + m] + b[m];                    \
 }
