@@ -56,3 +56,31 @@ def test_kernel_rbf_head(benchmark, net_rbf, impl):
     x, p = net_rbf.layer_in["head"], net_rbf.state["out.prototypes"]
     fn = ref.rbf if impl == "reference" else _core.rbf_forward
     benchmark(fn, x, p)
+
+
+@pytest.mark.parametrize("impl", ["reference"] + [f"native-{isa}" for isa in _core.available_isas()])
+def test_squash(benchmark, impl):
+    """The scaled tanh over one image's worth of activations x 64 (517,376 values, in
+    cache): NumPy against every instruction-set variant (portable: the Cephes form;
+    AVX2/AVX-512: the rational form of csrc/simd.h)."""
+    benchmark.group = "squash 64 images of activations"
+    a = np.random.default_rng(0).standard_normal(64 * 8084).astype(np.float32)
+    out = np.empty_like(a)
+    if impl == "reference":
+        benchmark(ref.squash, a)
+    else:
+        benchmark(_core.squash_forward, a, out, impl.split("-", 1)[1])
+
+
+@pytest.mark.parametrize("isa", _core.available_isas())
+def test_sgd_update(benchmark, isa):
+    """The SGD update over the 60,850 parameters (momentum, weight decay, mask), per
+    instruction-set variant (the same bits on each)."""
+    benchmark.group = "sgd update, 60,850 parameters"
+    from lenet_native.model import trainable_mask
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(_core.NPARAMS).astype(np.float32)
+    v = np.zeros_like(p)
+    g = (rng.standard_normal(_core.NPARAMS) * 1e-3).astype(np.float32)
+    mask = trainable_mask("rbf")
+    benchmark(_core.sgd_step, p, v, g, mask, 1e-3, 0.9, 5e-4, isa)

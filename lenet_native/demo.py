@@ -61,10 +61,8 @@ def add_demo_arguments(parser) -> None:
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="evaluate on the full MNIST test set in DIR (the IDX files) instead "
                              "of the 500 digits shipped with the package")
-    parser.add_argument("--head", choices=("softmax", "rbf"), default="softmax",
-                        help="which pretrained model (default softmax)")
-    parser.add_argument("--weights", metavar="MODEL.npz", default=None,
-                        help="a weight file to demonstrate instead of the pretrained model")
+    from .pretrained import add_model_arguments
+    add_model_arguments(parser, "a weight file to demonstrate instead of the pretrained model")
     parser.add_argument("--show", type=int, default=4, metavar="N",
                         help="digits drawn in the terminal (default 4; 0 = none)")
     parser.add_argument("--no-speed", action="store_true",

@@ -241,16 +241,8 @@ def warp_affine(images, A, t, *, background=BACKGROUND, displacement=None, out=N
         idx = y0.astype(np.intp)
         flat = pad.reshape(-1)
         # the four neighbours: the same indices into the flat buffer shifted by 0, 1, Wp, Wp+1
-        v00 = flat.take(idx)
-        top = flat[1:].take(idx)
-        top -= v00
-        top *= sx
-        top += v00
-        v00 = flat[Wp:].take(idx)
-        bot = flat[Wp + 1:].take(idx)
-        bot -= v00
-        bot *= sx
-        bot += v00
+        top = _take_lerp(flat, idx, 0, sx)
+        bot = _take_lerp(flat, idx, Wp, sx)
         bot -= top
         bot *= sy
         bot += top
@@ -259,6 +251,17 @@ def warp_affine(images, A, t, *, background=BACKGROUND, displacement=None, out=N
         out[...] = res
         res = out
     return res[0] if single else res
+
+
+def _take_lerp(flat, idx, shift, frac):
+    """a + (b - a) frac with a = flat[idx + shift], b = flat[idx + shift + 1] (float32,
+    operation by operation: what csrc/warp.c reproduces)."""
+    a = flat[shift:].take(idx)
+    b = flat[shift + 1:].take(idx)
+    b -= a
+    b *= frac
+    b += a
+    return b
 
 
 def _warp_rows_then_columns(x, Ai, off, background, dtype, single):
@@ -318,13 +321,7 @@ def _warp_rows_then_columns_numpy(x, Ai, off, background, dtype, single):
         sx -= x0
         x0 += rowbase[:n]                 # exact in float32: < 2**23
         idx = x0.astype(np.intp)
-        flat = t.reshape(-1)
-        v = flat.take(idx)
-        v1 = flat[1:].take(idx)
-        v1 -= v
-        v1 *= sx
-        v += v1
-        res[lo:hi] = v
+        res[lo:hi] = _take_lerp(t.reshape(-1), idx, 0, sx)
     return res[0] if single else res
 
 

@@ -383,10 +383,8 @@ def add_predict_arguments(parser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="images (PNG/JPEG/... need Pillow), .npy arrays (2-D one image, "
                              "3-D a stack; uint8 0..255 or float 0..1) or IDX files")
-    parser.add_argument("--head", choices=("softmax", "rbf"), default="softmax",
-                        help="which pretrained model (default softmax)")
-    parser.add_argument("--weights", metavar="MODEL.npz", default=None,
-                        help="use this weight file instead of the pretrained model")
+    from .pretrained import add_model_arguments
+    add_model_arguments(parser, "use this weight file instead of the pretrained model")
     parser.add_argument("--no-normalize", action="store_true",
                         help="feed 28x28 images as they are (already MNIST-format: ink bright "
                              "on black, centred) instead of converting them like MNIST")

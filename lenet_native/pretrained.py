@@ -59,6 +59,14 @@ def load_pretrained(head: str = "softmax", threads=None) -> LeNet5:
         return LeNet5.load(path, threads=threads)
 
 
+def add_model_arguments(parser, weights_help: str) -> None:
+    """--head and --weights, the model choice of the demo and predict commands (see
+    load_model)."""
+    parser.add_argument("--head", choices=("softmax", "rbf"), default="softmax",
+                        help="which pretrained model (default softmax)")
+    parser.add_argument("--weights", metavar="MODEL.npz", default=None, help=weights_help)
+
+
 def load_model(weights=None, head: str = "softmax", threads=None) -> LeNet5:
     """A weight file if one is given, else the shipped model with that head (the choice the
     demo and predict commands offer with --weights / --head)."""

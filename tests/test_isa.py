@@ -41,6 +41,14 @@ def grad(model, x, y, isa, threads=1):
 
 # ----------------------------------------------------------------------------- the variants
 
+def assert_layers_close(got, want, floor, atol_frac, rtol=1e-3):
+    """Per layer: got[k] ~ want[k] within rtol and an absolute tolerance of atol_frac times
+    the layer's largest |want| (at least floor)."""
+    for k in want:
+        scale = max(floor, float(np.abs(want[k]).max()))
+        np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=atol_frac * scale, err_msg=k)
+
+
 def test_variant_lists():
     assert ISAS[0] == "portable"
     assert set(ISAS) <= set(_core.compiled_isas()) <= set(_core.ISAS)
@@ -102,10 +110,7 @@ def test_loss_grad_matches_reference(isa, head, n):
     rloss, rgrads = ref.loss_and_grad(model.state_dict(), x.astype(np.float64), y, head)
     assert float(np.mean(losses, dtype=np.float64)) == pytest.approx(rloss, rel=1e-4, abs=1e-5)
     np.testing.assert_array_equal(out, fwd(model, x, isa))
-    got = ln.model.unpack(g, head, trainable_only=True)
-    for k in rgrads:
-        scale = max(1e-3, float(np.abs(rgrads[k]).max()))
-        np.testing.assert_allclose(got[k], rgrads[k], rtol=1e-3, atol=2e-4 * scale, err_msg=k)
+    assert_layers_close(ln.model.unpack(g, head, trainable_only=True), rgrads, 1e-3, 2e-4)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -157,8 +162,7 @@ def test_hessian_matches_reference(isa, head):
     rh = ref.hessian_diag(model.state_dict(), x.astype(np.float64), y, head)
     for k in rh:
         assert (got[k] >= 0).all(), k
-        scale = max(1e-6, float(np.abs(rh[k]).max()))
-        np.testing.assert_allclose(got[k], rh[k], rtol=1e-3, atol=1e-4 * scale, err_msg=k)
+    assert_layers_close(got, rh, 1e-6, 1e-4)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -196,10 +200,7 @@ def test_sdlm_sample_gradient_matches_loss_grad(isa, head):
         _core.sdlm_epoch(p, _C3_OUT, _C3_IN, head, mask, x, y, np.array([i], np.int64), isa=isa)
         _, _, g = _core.loss_grad(model._flat, _C3_OUT, _C3_IN, head, x[i:i + 1], y[i:i + 1], 1.0, isa=isa)
         got = ln.model.unpack((p0 - p).astype(np.float32), head, trainable_only=True)
-        want = ln.model.unpack(g, head, trainable_only=True)
-        for k in want:
-            scale = max(1e-4, float(np.abs(want[k]).max()))
-            np.testing.assert_allclose(got[k], want[k], rtol=1e-3, atol=1e-4 * scale, err_msg=k)
+        assert_layers_close(got, ln.model.unpack(g, head, trainable_only=True), 1e-4, 1e-4)
 
 
 @pytest.mark.parametrize("isa", ISAS)
