@@ -141,6 +141,15 @@ static float *align64(float *p)
     return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
+/* Per-chunk gradient partial sums: each a (NPARAMS,) frame whose C5 weights (the largest
+ * block, read and written whole rows at a time by the dense kernels) begin on a 64-byte
+ * line; frames are GRAD_STRIDE floats apart so every one is placed the same way. */
+#define GRAD_STRIDE ((LENET_NPARAMS + 15) & ~15)
+static float *grad_frames(float *p)
+{
+    return align64(p + LENET_OFF_C5_W) - LENET_OFF_C5_W;
+}
+
 /* 1 if none of x[0..n) is a NaN or an infinity (exponent bits all ones); vectorises. */
 /* 1 if every value is finite with |x| < 2^LENET_MAX_INPUT_LOG2 (read from the exponent
  * bits, so NaN and infinities fail too). Larger inputs would overflow float32 inside the
@@ -261,7 +270,7 @@ int lenet_grad_chunks(int64_t N)
 
 size_t lenet_grad_workspace_size(int64_t N, int nthreads)
 {
-    return (size_t)lenet_grad_chunks(N) * LENET_NPARAMS + (size_t)clamp_threads(nthreads) * simd_thread_floats();
+    return (size_t)lenet_grad_chunks(N) * GRAD_STRIDE + 16 + (size_t)clamp_threads(nthreads) * simd_thread_floats();
 }
 
 /* The SGD update applied by lenet_sgd_train_step as each tile of the gradient is summed */
@@ -291,8 +300,8 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
     const int64_t blocks = (N + L - 1) / L;
     const int G = grad_chunks(N, L);  /* chunk g: blocks [blocks g / G, blocks (g + 1) / G) */
     const size_t per = simd_thread_floats();
-    float *partial = workspace;
-    float *scratch = workspace + (size_t)lenet_grad_chunks(N) * LENET_NPARAMS;
+    float *partial = grad_frames(workspace);
+    float *scratch = workspace + (size_t)lenet_grad_chunks(N) * GRAD_STRIDE + 16;
     if (nthreads > G) nthreads = G;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -307,7 +316,7 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int g = 0; g < G; g++) {
-            float *gg = partial + (size_t)g * LENET_NPARAMS;
+            float *gg = partial + (size_t)g * GRAD_STRIDE;
             memset(gg, 0, LENET_NPARAMS * sizeof(float));
             const int64_t blo = blocks * g / G, bhi = blocks * (g + 1) / G;
             for (int64_t b = blo; b < bhi; b++) {
@@ -328,7 +337,7 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
             float s[RED_TILE];
             for (int j = 0; j < n; j++) s[j] = 0.0f;
             for (int g = 0; g < G; g++) {
-                const float *restrict pg = partial + (size_t)g * LENET_NPARAMS + i0;
+                const float *restrict pg = partial + (size_t)g * GRAD_STRIDE + i0;
                 for (int j = 0; j < n; j++) s[j] += pg[j];
             }
             if (!upd) {

@@ -583,7 +583,8 @@ cdef class Net:
         return (Net, (self.params, self.c3_out, self.c3_in, self.head, self.isa))
 
     def forward(self, x, int threads=1, bint check_finite=True, str where="forward"):
-        """x, a C-contiguous native float32 (N, 32, 32) or (N, 1, 32, 32) buffer -> (N, 10);
+        """x, a C-contiguous native float32 (N, 32, 32), (N, 1, 32, 32) or (32, 32) buffer
+        -> (N, 10) ((1, 10) for one (32, 32) image);
         None if x is not one (the caller then converts it). check_finite/where as for
         forward()."""
         cdef Py_buffer view
@@ -595,15 +596,16 @@ cdef class Net:
         cdef int64_t N
         try:
             fmt = view.format if view.format != NULL else b"B"
-            # (N, 32, 32) or (N, 1, 32, 32): the same bytes; aligned floats only (C reads
-            # whole floats; the caller copies an unaligned buffer)
+            # (N, 32, 32), (N, 1, 32, 32) or one (32, 32) image: the same bytes; aligned
+            # floats only (C reads whole floats; the caller copies an unaligned buffer)
             if (view.itemsize != 4 or fmt not in (b"f", b"@f", b"=f")
                     or (<uintptr_t>view.buf) % sizeof(float) != 0
                     or not ((view.ndim == 3 and view.shape[1] == 32 and view.shape[2] == 32)
                             or (view.ndim == 4 and view.shape[1] == 1 and view.shape[2] == 32
-                                and view.shape[3] == 32))):
+                                and view.shape[3] == 32)
+                            or (view.ndim == 2 and view.shape[0] == 32 and view.shape[1] == 32))):
                 return None
-            N = view.shape[0]
+            N = 1 if view.ndim == 2 else view.shape[0]
             res = np.empty((N, 10), np.float32)
             if N == 0:
                 return res

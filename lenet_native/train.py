@@ -42,7 +42,7 @@ import numpy as np
 
 from . import _core
 from .model import (_C3_IN, _C3_OUT, LeNet5, _as_images, _as_labels, _check_threads,
-                    atomic_write, trainable_mask)
+                    atomic_write, param_vector, trainable_mask)
 
 __all__ = ["train", "evaluate", "History", "checkpoint_paths", "lr_factor",
            "OPTIMIZERS", "SCHEDULES", "DEFAULT_LR", "DEFAULT_MU", "PAPER_ETA", "PAPER_MU"]
@@ -345,7 +345,7 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
     # ---- state ----------------------------------------------------------------------
     flat = model._flat
     mask = trainable_mask(model.head)
-    velocity = np.zeros(_core.NPARAMS, dtype=np.float32)
+    velocity = param_vector()
     history = History()
     start = 0
     last_saved = None               # (epoch, weights digest, velocity) of the last checkpoint
@@ -359,7 +359,7 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
     saved_velocity = velocity.copy()
 
     bar = _Progress(progress, epochs)
-    step_buf = np.zeros(_core.NPARAMS, dtype=np.float32)
+    step_buf = param_vector()   # SDLM reads C5's steps beside C5's weights: same placement
     epoch = start
     try:
         for epoch in range(start, epochs):

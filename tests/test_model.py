@@ -423,3 +423,43 @@ def test_unaligned_buffers_are_copied_not_read_misaligned():
     assert loss == loss2
     for k in grads:
         np.testing.assert_array_equal(grads[k], grads2[k])
+
+
+def test_parameter_vector_placement_changes_speed_not_results():
+    """Every model keeps C5's weights on a 64-byte line (model.param_vector), however it
+    was made; the C code gives the same bits wherever the vector lies."""
+    import copy
+    import pickle
+
+    off = ln.model._core.PARAM_OFFSETS["c5.weight"][0]
+
+    def placed(m):
+        return (m._flat.ctypes.data + 4 * off) % 64 == 0
+
+    model = make_model("rbf")                       # __init__, then load_state_dict
+    assert placed(model) and placed(ln.LeNet5("softmax", seed=1))
+    assert placed(pickle.loads(pickle.dumps(model))) and placed(copy.deepcopy(model))
+    x = inputs(np.random.default_rng(10), 21)
+    y = np.random.default_rng(11).integers(0, 10, 21).astype(np.int32)
+    want = model.forward(x)
+    want_grad = ln.model._core.loss_grad(model._flat, ln.model._C3_OUT, ln.model._C3_IN,
+                                         model.head, x, y, 1.0, 2)[2]
+    raw = np.empty(model._flat.size + 16, np.float32)
+    for shift in range(16):
+        p = raw[shift:shift + model._flat.size]
+        p[:] = model._flat
+        net = ln.model._core.Net(p, ln.model._C3_OUT, ln.model._C3_IN, model.head)
+        np.testing.assert_array_equal(net.forward(x, 2), want)
+        np.testing.assert_array_equal(net.forward(x[:1], 1), want[:1])
+        g = ln.model._core.loss_grad(p, ln.model._C3_OUT, ln.model._C3_IN, model.head, x, y,
+                                     1.0, 2)[2]
+        np.testing.assert_array_equal(g, want_grad)
+
+
+def test_one_32x32_image_is_a_batch_of_one():
+    model = make_model("softmax")
+    x = inputs(np.random.default_rng(13), 1)
+    want = model.forward(x)
+    assert model._native_net().forward(x[0], 1) is not None   # the zero-copy path takes it
+    np.testing.assert_array_equal(model.forward(x[0]), want)
+    np.testing.assert_array_equal(model.forward(x[0].astype(np.float64)), want)
