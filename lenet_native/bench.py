@@ -22,7 +22,7 @@ import numpy as np
 from . import _core, reference
 from .model import C3_TABLE, LeNet5, preprocess
 
-__all__ = ["ENGINES", "run_bench", "measure", "add_bench_arguments", "bench_main"]
+__all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "add_bench_arguments", "bench_main"]
 
 ENGINES = ("native", "reference", "torch", "onnxruntime")
 DEFAULT_BATCHES = (1, 64, 1024, 10000)
@@ -226,6 +226,33 @@ def _time_per_call(fn, x, min_time, max_reps):
     return float(np.median(times)), len(times)
 
 
+def _time_interleaved(fns, x, min_time, max_reps):
+    """Median seconds per call of each of fns on x, the calls taking turns (one of each per
+    round), so that load changes on a shared machine hit every fn alike."""
+    for fn in fns:
+        fn(x[: min(len(x), 64)])
+    times, start = [[] for _ in fns], time.perf_counter()
+    while len(times[0]) < max_reps and (not times[0] or time.perf_counter() - start < min_time * len(fns)):
+        for fn, ts in zip(fns, times):
+            t = time.perf_counter()
+            fn(x)
+            ts.append(time.perf_counter() - t)
+    return [float(np.median(ts)) for ts in times], len(times[0])
+
+
+def measure_scaling(batch=1024, threads=None, head="softmax", seed=0, min_time=0.3, max_reps=200):
+    """Native forward at `batch` with 1 thread and with `threads` (default: the model's
+    default), calls interleaved: a dict batch, threads, one_thread_images_per_s,
+    images_per_s, speedup (ratio of the medians), rounds."""
+    many = LeNet5(head=head, seed=seed, threads=threads)
+    one = LeNet5(head=head, seed=seed, threads=1)
+    assert np.array_equal(one._flat, many._flat)  # same seed, same weights
+    x = preprocess(np.random.default_rng(seed).integers(0, 256, (batch, 28, 28), dtype=np.uint8))
+    (t1, tn), rounds = _time_interleaved([one.forward, many.forward], x, min_time, max_reps)
+    return {"batch": batch, "threads": many.threads, "one_thread_images_per_s": batch / t1,
+            "images_per_s": batch / tn, "speedup": t1 / tn, "rounds": rounds}
+
+
 def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softmax", seed=0,
             min_time=0.3, max_reps=200):
     """The measurements behind run_bench: (rows, notes). Each row is a dict: engine, batch,
@@ -317,11 +344,20 @@ def run_bench(batches=DEFAULT_BATCHES, threads=None, json=False, chart=None, eng
     (needs matplotlib). Engines that are not installed are skipped, and the output says so."""
     rows, notes = measure(batches, threads, engines, head, seed, min_time)
     threads = threads if threads is not None else LeNet5(seed=0).threads
+    scaling = None
+    if threads > 1 and "native" in {r["engine"] for r in rows}:
+        # the thread-scaling question at the largest batch up to 1024, asked interleaved
+        batch = max([b for b in batches if b <= 1024] or [min(batches)])
+        scaling = measure_scaling(batch, threads, head, seed, min_time)
+        notes.append(f"native scaling at batch {batch}: {threads} threads "
+                     f"{scaling['images_per_s']:,.0f} images/s, 1 thread "
+                     f"{scaling['one_thread_images_per_s']:,.0f} images/s: {scaling['speedup']:.2f}x "
+                     f"(calls interleaved, medians of {scaling['rounds']} rounds)")
     if chart:
         notes.append(_chart(rows, chart, threads))
     if json:
         return _json.dumps({"threads": threads, "isa": _core.default_isa(), "head": head,
-                            "notes": notes, "results": rows}, indent=2)
+                            "notes": notes, "results": rows, "scaling": scaling}, indent=2)
     return _table(rows, notes, threads)
 
 
@@ -347,7 +383,14 @@ def add_bench_arguments(parser):
 
 def bench_main(args):
     """Run `lenet-native bench` with the parsed arguments; print the result; exit status 0."""
-    batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
+    batches = []
+    for b in str(args.batches).split(","):
+        if b.strip():
+            try:
+                batches.append(int(b))
+            except ValueError:
+                raise ValueError(f"--batches: {b.strip()!r} is not an integer "
+                                 f"(give comma-separated batch sizes, e.g. 1,64,1024)") from None
     engines = [e.strip() for e in str(args.engines).split(",") if e.strip()]
     print(run_bench(batches=batches, threads=args.threads, json=args.json, chart=args.chart,
                     engines=engines, head=args.head, min_time=args.min_time))
