@@ -875,6 +875,29 @@ static inline void NAME(vf *restrict acc, int k0, int NK, const float *restrict 
 CORR_ONE(corr_one_c1, C1_NV)
 CORR_ONE(corr_one_c3, C3_NV)
 
+#if VL == 16
+/* C3's weight gradient of one pair with 32 registers (AVX-512, one vector per row):
+ * grad[ki][kj] += hsum(sum_{i < 10} d[i] * src[kj][i + ki]), the ten rows of d and, for
+ * each kj, the fourteen shifted input rows loaded once (each accumulator sums over i in
+ * order, as corr_one_c3 does: the same bits). d: 10 rows of 16 floats; src: build_ss's
+ * (5, 14, 16) of the pair's input map. */
+static inline void c3_one_grad_w(float *restrict grad, const float *restrict d,
+                                 const float *restrict src)
+{
+    vf dv[10], acc[25];
+    for (int i = 0; i < 10; i++) dv[i] = vloada(d + i * 16);
+    for (int kj = 0; kj < 5; kj++) {
+        vf sv[14], a[5];
+        for (int r = 0; r < 14; r++) sv[r] = vloada(src + (kj * 14 + r) * 16);
+        for (int ki = 0; ki < 5; ki++) a[ki] = vzero();
+        for (int i = 0; i < 10; i++)
+            for (int ki = 0; ki < 5; ki++) a[ki] = vfma(dv[i], sv[i + ki], a[ki]);
+        for (int ki = 0; ki < 5; ki++) acc[ki * 5 + kj] = a[ki];
+    }
+    add_hsums25(grad, acc);
+}
+#endif
+
 #define CORR_ONE_GRAD(FN, grad, d, Ho, src, kjs, rs)                                             \
     do {                                                                                         \
         vf acc_[25];                                                                             \
@@ -1018,9 +1041,15 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
 
     /* C3: bias, weights per pair */
     for (int m = 0; m < 16; m++) grad[LENET_OFF_C3_B + m] += lanes_sum(d3 + m * 160, 160 / VL, VL);
-    for (int q = 0; q < LENET_C3_PAIRS; q++)
+    for (int q = 0; q < LENET_C3_PAIRS; q++) {
+#if VL == 16
+        c3_one_grad_w(grad + LENET_OFF_C3_W + q * 25, d3 + net->c3_out[q] * 160,
+                      ss + net->c3_in[q] * 5 * 14 * 16);
+#else
         CORR_ONE_GRAD(corr_one_c3, grad + LENET_OFF_C3_W + q * 25, d3 + net->c3_out[q] * 160, 10,
                       ss + net->c3_in[q] * 5 * 14 * 16, 14 * 16, 16);
+#endif
+    }
 
     /* C3's input gradient, per S2 map c: T[kj][r] = sum over the pairs q reading c and ki of
      * w[q][ki][kj] d3[m_q][r - ki] (rows of 16 at offset 16 of 32, zeros before), then
@@ -1037,9 +1066,11 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
                 for (int q = 0; q < LENET_C3_PAIRS; q++) {
                     if (net->c3_in[q] != c) continue;
                     const float *dm = d3 + net->c3_out[q] * 160 + v * VL;
+                    vf dv[10];   /* loaded once for the five ki */
+                    for (int i = 0; i < 10; i++) dv[i] = vloada(dm + i * 16);
                     for (int ki = 0; ki < 5; ki++) {
                         const vf wv = vset1(w3[q * 25 + ki * 5 + kj]);
-                        for (int i = 0; i < 10; i++) acc[i + ki] = vfma(wv, vloada(dm + i * 16), acc[i + ki]);
+                        for (int i = 0; i < 10; i++) acc[i + ki] = vfma(wv, dv[i], acc[i + ki]);
                     }
                 }
                 for (int r = 0; r < 14; r++) vstorea(T + (kj * 14 + r) * 32 + 16 + v * VL, acc[r]);
