@@ -192,8 +192,25 @@ size_t lenet_forward_workspace_size(int nthreads)
     return (size_t)clamp_threads(nthreads) * simd_thread_floats();
 }
 
-/* Work items: the full blocks of `lanes` images, then the leftover images one by one
- * (forward_one; the same arithmetic, so an image's result does not depend on where it is). */
+/* Work item `it` of a forward: the full blocks of `lanes` images first, then the leftover
+ * images one by one (forward_one; the same arithmetic, so an image's result does not
+ * depend on where it is). 1 if its input is not finite (then nothing is written). */
+static int forward_item(const lenet_simd_kernels *k, float *restrict out, float *restrict acts,
+                        const lenet_net *net, const float *restrict x, int64_t nblocks, int64_t it,
+                        int check_finite, float *restrict ws)
+{
+    const int L = k->lanes;
+    const int64_t lo = it < nblocks ? it * L : nblocks * L + (it - nblocks);
+    const int n = it < nblocks ? L : 1;
+    if (check_finite && !all_finite(x + lo * 1024, (int64_t)n * 1024)) return 1;
+    float *a = acts ? acts + lo * LENET_NACTS : NULL;
+    if (n == L)
+        k->forward_block(out + lo * 10, a, net, x + lo * 1024, n, ws);
+    else
+        k->forward_one(out + lo * 10, a, net, x + lo * 1024, ws);
+    return 0;
+}
+
 int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet_net *net,
                           const float *restrict x, int64_t N, int nthreads, int check_finite,
                           float *restrict workspace, size_t workspace_floats)
@@ -211,8 +228,16 @@ int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet
     const size_t per = simd_thread_floats();
     if (workspace_floats < (size_t)nthreads * per) return LENET_ERR_WORKSPACE;
     int bad = 0;
+    if (nthreads == 1) {
+        /* no parallel region at all: a one-thread region still costs the OpenMP runtime's
+         * team start (measurable against a single image's ~10 us) */
+        float *ws = align64(workspace);
+        for (int64_t it = 0; it < items; it++)
+            bad |= forward_item(k, out, acts, net, x, nblocks, it, check_finite, ws);
+        return bad ? LENET_ERR_NONFINITE : LENET_OK;
+    }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1) reduction(|: bad)
+#pragma omp parallel num_threads(nthreads) reduction(|: bad)
 #endif
     {
         int t = 0;
@@ -223,19 +248,8 @@ int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (int64_t it = 0; it < items; it++) {
-            const int64_t lo = it < nblocks ? it * L : nblocks * L + (it - nblocks);
-            const int n = it < nblocks ? L : 1;
-            if (check_finite && !all_finite(x + lo * 1024, (int64_t)n * 1024)) {
-                bad = 1;
-                continue;
-            }
-            float *a = acts ? acts + lo * LENET_NACTS : NULL;
-            if (n == L)
-                k->forward_block(out + lo * 10, a, net, x + lo * 1024, n, ws);
-            else
-                k->forward_one(out + lo * 10, a, net, x + lo * 1024, ws);
-        }
+        for (int64_t it = 0; it < items; it++)
+            bad |= forward_item(k, out, acts, net, x, nblocks, it, check_finite, ws);
     }
     return bad ? LENET_ERR_NONFINITE : LENET_OK;
 }
