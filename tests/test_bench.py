@@ -4,6 +4,7 @@ Timings themselves are never asserted (a shared machine); only that they were ta
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -63,6 +64,10 @@ def test_an_engine_that_disagrees_is_not_timed(monkeypatch):
     assert any(n.startswith("reference: skipped: its outputs disagree with native") for n in notes)
 
 
+@pytest.mark.skipif(bool(os.environ.get("LENET_NATIVE_SANITIZE_RUN")),
+                    reason="under .ci/sanitize's preloaded ASan runtime, matplotlib's C++ "
+                           "extension aborts at import (no __cxa_throw to intercept): "
+                           "nothing of this project's to check there")
 def test_chart(tmp_path, monkeypatch):
     png = tmp_path / "bench.png"
     pytest.importorskip("matplotlib")
