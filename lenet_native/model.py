@@ -272,10 +272,13 @@ class LeNet5:
 
     def __setstate__(self, state):
         # an unpickled array lies wherever the allocator put it: back into a placed vector
+        # (copy.copy hands over the original's array, placed already, and keeps sharing it)
         self.__dict__.update(state)
-        flat = param_vector()
-        flat[:] = self._flat
-        self._flat = flat
+        off = _core.PARAM_OFFSETS["c5.weight"][0]
+        if (self._flat.ctypes.data + 4 * off) % 64:
+            flat = param_vector()
+            flat[:] = self._flat
+            self._flat = flat
 
     # -- construction --------------------------------------------------------------------
 

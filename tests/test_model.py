@@ -439,6 +439,7 @@ def test_parameter_vector_placement_changes_speed_not_results():
     model = make_model("rbf")                       # __init__, then load_state_dict
     assert placed(model) and placed(ln.LeNet5("softmax", seed=1))
     assert placed(pickle.loads(pickle.dumps(model))) and placed(copy.deepcopy(model))
+    assert copy.copy(model)._flat is model._flat    # a shallow copy still shares them
     x = inputs(np.random.default_rng(10), 21)
     y = np.random.default_rng(11).integers(0, 10, 21).astype(np.int32)
     want = model.forward(x)
