@@ -12,6 +12,7 @@ The command line is ``lenet-native bench`` (see add_bench_arguments / bench_main
 """
 from __future__ import annotations
 
+import gc
 import json as _json
 import os
 import platform
@@ -156,62 +157,56 @@ def _torch_onnx_bytes(module):
     return buf.getvalue()
 
 
-def _engines(model, names, threads):
-    """name -> (callable x (N, 32, 32) float32 -> (N, 10) float32, description) or reason skipped."""
+def _engine(name, model, threads):
+    """(callable x (N, 32, 32) float32 -> (N, 10) float32, description) for one engine, or
+    the reason it is skipped. Engines are made one at a time, just before they are timed:
+    another runtime's idle thread pool (ONNX Runtime's threads spin after a run) would
+    otherwise take a core from the engine being timed on a 2-core machine."""
     state = model.state_dict()
     head = model.head
-    found = {}
-    if "native" in names:
-        found["native"] = (lambda x: model.forward(x),
-                           f"C kernels, {_core.default_isa()}, {threads} thread(s)")
-    if "reference" in names:
-        found["reference"] = (lambda x: reference.forward(state, x, head).astype(np.float32, copy=False),
-                              "NumPy reference (float32)")
-    module = None
-    if "torch" in names or "onnxruntime" in names:
-        try:
-            import torch
-            torch.set_num_threads(threads)
-            module = _torch_module(state, head)
-        except ImportError:
-            module = None
-    if "torch" in names:
-        if module is None:
-            found["torch"] = "skipped: PyTorch is not installed (pip install torch)"
-        else:
-            import torch
+    if name == "native":
+        return (lambda x: model.forward(x), f"C kernels, {_core.default_isa()}, {threads} thread(s)")
+    if name == "reference":
+        return (lambda x: reference.forward(state, x, head).astype(np.float32, copy=False),
+                "NumPy reference (float32)")
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    if name == "torch":
+        if torch is None:
+            return "skipped: PyTorch is not installed (pip install torch)"
+        module = _torch_module(state, head)
 
-            def run_torch(x):
-                with torch.inference_mode():
-                    return module(torch.from_numpy(x).view(-1, 1, 32, 32)).numpy()
-            found["torch"] = (run_torch, f"PyTorch {torch.__version__}, {threads} thread(s)")
-    if "onnxruntime" in names:
+        def run_torch(x):
+            with torch.inference_mode():
+                return module(torch.from_numpy(x).view(-1, 1, 32, 32)).numpy()
+        return (run_torch, f"PyTorch {torch.__version__}, {threads} thread(s)")
+    # onnxruntime
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "skipped: ONNX Runtime is not installed (pip install onnxruntime onnx)"
+    how, blob = None, None
+    if torch is not None:
         try:
-            import onnxruntime as ort
+            blob, how = _torch_onnx_bytes(_torch_module(state, head)), "exported by torch.onnx"
+        except Exception:  # the exporter needs `onnx` (and may change): build it ourselves
+            blob = None
+    if blob is None:
+        try:
+            blob, how = _onnx_graph_bytes(state, head), "built with onnx.helper"
         except ImportError:
-            found["onnxruntime"] = "skipped: ONNX Runtime is not installed (pip install onnxruntime onnx)"
-        else:
-            how, blob = None, None
-            if module is not None:
-                try:
-                    blob, how = _torch_onnx_bytes(module), "exported by torch.onnx"
-                except Exception:  # the exporter needs `onnx` (and may change): build it ourselves
-                    blob = None
-            if blob is None:
-                try:
-                    blob, how = _onnx_graph_bytes(state, head), "built with onnx.helper"
-                except ImportError:
-                    found["onnxruntime"] = "skipped: building the ONNX graph needs the onnx package"
-            if blob is not None:
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = threads
-                opts.inter_op_num_threads = 1
-                sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+            return "skipped: building the ONNX graph needs the onnx package"
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
 
-                def run_ort(x):
-                    return sess.run(["y"], {"x": x.reshape(-1, 1, 32, 32)})[0]
-                found["onnxruntime"] = (run_ort, f"ONNX Runtime {ort.__version__} ({how}), {threads} thread(s)")
-    return found
+    def run_ort(x):
+        return sess.run(["y"], {"x": x.reshape(-1, 1, 32, 32)})[0]
+    return (run_ort, f"ONNX Runtime {ort.__version__} ({how}), {threads} thread(s)")
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -257,6 +252,14 @@ def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softma
             min_time=0.3, max_reps=200):
     """The measurements behind run_bench: (rows, notes). Each row is a dict: engine, batch,
     images_per_s, us_per_image, reps (median over reps calls)."""
+    rows, notes, _ = _measure(batches, threads, engines, head, seed, min_time, max_reps)
+    return rows, notes
+
+
+def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scaling=False):
+    """measure(), and with scaling=True the native thread scaling (measure_scaling) at the
+    largest batch up to 1024, taken right after native's timings, before any other engine
+    has run (None with one thread or without native)."""
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise ValueError(f"unknown engine {unknown[0]!r}; choose from {', '.join(ENGINES)}")
@@ -267,15 +270,16 @@ def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softma
     threads = model.threads
     rng = np.random.default_rng(seed)
     x = preprocess(rng.integers(0, 256, (max(batches), 28, 28), dtype=np.uint8))
-    found = _engines(model, list(engines), threads)
-    notes = []
-    # the same weights everywhere: check every engine against the native output first
+    notes, rows, scaled = [], [], None
+    scaling_batch = max([b for b in batches if b <= 1024] or [min(batches)]) if scaling else None
+    # the same weights everywhere: every engine is checked against the native output first
     check = x[:16]
     want = model.forward(check)
     scale = max(1.0, float(np.abs(want).max()))
-    runnable = {}
-    for name in engines:
-        entry = found.get(name)
+    # one engine at a time, native first; each given a moment for the previous one's
+    # spinning threads to go to sleep
+    for name in [e for e in ENGINES if e in engines]:
+        entry = _engine(name, model, threads)
         if isinstance(entry, str):
             notes.append(f"{name}: {entry}")
             continue
@@ -286,18 +290,17 @@ def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softma
             notes.append(f"{name}: skipped: its outputs disagree with native (max difference {err:.3g})")
             continue
         notes.append(f"{name}: {desc}; outputs agree with native (max difference {err:.2g})")
-        runnable[name] = fn
-    rows = []
-    # engine by engine (their thread pools would fight each other), each given a moment for
-    # the previous one's spinning threads to go to sleep
-    for name, fn in runnable.items():
         time.sleep(0.2)
         for b in batches:
             sec, reps = _time_per_call(fn, x[:b], min_time, max_reps if name != "reference" or b < 5000 else 3)
             rows.append({"engine": name, "batch": b, "images_per_s": b / sec, "us_per_image": sec / b * 1e6,
                          "reps": reps})
+        if name == "native" and scaling_batch and threads > 1:
+            scaled = measure_scaling(scaling_batch, threads, head, seed, min_time, max_reps)
+        del fn, entry
+        gc.collect()   # an ONNX Runtime session joins its threads when it goes
     rows.sort(key=lambda r: (r["batch"], ENGINES.index(r["engine"])))
-    return rows, notes
+    return rows, notes, scaled
 
 
 def _table(rows, notes, threads):
@@ -342,14 +345,11 @@ def run_bench(batches=DEFAULT_BATCHES, threads=None, json=False, chart=None, eng
     """Measure every engine at every batch size; return a table (or, with json=True, a JSON
     document) of images/s and us/image. chart: a PNG path for throughput vs batch size
     (needs matplotlib). Engines that are not installed are skipped, and the output says so."""
-    rows, notes = measure(batches, threads, engines, head, seed, min_time)
+    rows, notes, scaling = _measure(batches, threads, engines, head, seed, min_time, scaling=True)
     threads = threads if threads is not None else LeNet5(seed=0).threads
-    scaling = None
-    if threads > 1 and "native" in {r["engine"] for r in rows}:
-        # the thread-scaling question at the largest batch up to 1024, asked interleaved
-        batch = max([b for b in batches if b <= 1024] or [min(batches)])
-        scaling = measure_scaling(batch, threads, head, seed, min_time)
-        notes.append(f"native scaling at batch {batch}: {threads} threads "
+    if scaling is not None:
+        # the thread-scaling question, asked interleaved
+        notes.append(f"native scaling at batch {scaling['batch']}: {threads} threads "
                      f"{scaling['images_per_s']:,.0f} images/s, 1 thread "
                      f"{scaling['one_thread_images_per_s']:,.0f} images/s: {scaling['speedup']:.2f}x "
                      f"(calls interleaved, medians of {scaling['rounds']} rounds)")
