@@ -697,6 +697,39 @@ def sgd_train_step(float[::1] params not None, float[::1] velocity not None,
     return losses_a, out_a
 
 
+def batch_stats(const float[::1] losses not None, const float[:, ::1] out not None,
+                const int32_t[::1] labels not None, bint nearest=False):
+    """-> (the sum of the losses in float64, how many rows' prediction is not their label)
+    for a training loop's bookkeeping, without NumPy's per-call dispatch (after a training
+    step has flushed the caches, np.sum and argmax on 64 rows took 30 and 15 us). The
+    prediction is a row's first maximum, or with nearest (the RBF head) its first minimum;
+    a NaN counts as found first, as in numpy's argmax / argmin."""
+    cdef Py_ssize_t n = losses.shape[0], i, m, best
+    if out.shape[0] != n or labels.shape[0] != n or (n and out.shape[1] < 1):
+        raise ValueError("batch_stats: losses (N,), out (N, M) and labels (N,) must agree")
+    cdef Py_ssize_t M = out.shape[1]
+    cdef double total = 0.0
+    cdef Py_ssize_t errors = 0
+    cdef float v, bv
+    with nogil:
+        for i in range(n):
+            total += losses[i]
+            best = 0
+            bv = out[i, 0]
+            if bv == bv:
+                for m in range(1, M):
+                    v = out[i, m]
+                    if v != v:
+                        best = m
+                        break
+                    if (v < bv) if nearest else (v > bv):
+                        bv = v
+                        best = m
+            if best != labels[i]:
+                errors += 1
+    return total, errors
+
+
 def hessian_diag(const float[::1] params not None, const int32_t[::1] c3_out not None, const int32_t[::1] c3_in not None,
                  str head, const float[:, :, ::1] x not None, const int32_t[::1] labels not None, float scale, isa=None):
     """Gauss-Newton diagonal: scale * sum over samples, flat (NPARAMS,)."""

@@ -437,13 +437,12 @@ def _sgd_epoch(model, x, y, rng, rate, momentum, decay, batch_size, threads, mas
         # the gradient of the batch's mean loss and the update, in one C call
         losses, out = _core.sgd_train_step(flat, velocity, mask, rate, momentum, decay, _C3_OUT,
                                            _C3_IN, model.head, xb, yb, 1.0 / len(idx), threads)
-        batch_loss = float(np.sum(losses, dtype=np.float64))
+        batch_loss, batch_errors = _core.batch_stats(losses, out, yb, model.head == "rbf")
         if not math.isfinite(batch_loss):
             raise FloatingPointError(f"train: the loss diverged (became {batch_loss}) in epoch "
                                      f"{epoch + 1}; lower lr (was {rate:g})")
         loss_sum += batch_loss
-        pred = out.argmin(axis=1) if model.head == "rbf" else out.argmax(axis=1)
-        errors += int(np.count_nonzero(pred != yb))
+        errors += batch_errors
         done = lo + len(idx)
         bar.update(epoch, done, n, done / max(time.perf_counter() - t0, 1e-9), loss_sum / done)
     seconds = time.perf_counter() - t0

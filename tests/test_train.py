@@ -478,3 +478,25 @@ def test_bad_data(data):
         train(m, x, y, xt)
     with pytest.raises(ValueError, match="NaN"):
         train(m, np.full((4, 32, 32), np.nan, np.float32), np.zeros(4, np.int32))
+
+
+def test_batch_stats_match_numpy():
+    """The trainer's per-batch bookkeeping in C (_core.batch_stats) against NumPy: the loss
+    sum, and the errors of argmax (softmax) / argmin (rbf) predictions, ties and NaN
+    included (first one wins, as numpy's)."""
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 7, 64):
+        losses = rng.random(n).astype(np.float32) * 3
+        out = rng.integers(0, 4, (n, 10)).astype(np.float32)     # many ties
+        if n > 3:
+            out[2, 6] = np.nan
+            out[3, 0] = np.nan
+        labels = rng.integers(0, 10, n).astype(np.int32)
+        for nearest in (False, True):
+            total, errors = _core.batch_stats(losses, out, labels, nearest)
+            pred = out.argmin(axis=1) if nearest else out.argmax(axis=1)
+            assert errors == int(np.count_nonzero(pred != labels))
+            assert total == pytest.approx(float(np.sum(losses, dtype=np.float64)), rel=1e-12)
+    with pytest.raises(ValueError, match="must agree"):
+        _core.batch_stats(np.zeros(3, np.float32), np.zeros((2, 10), np.float32),
+                          np.zeros(3, np.int32))
