@@ -239,6 +239,9 @@ def measure_scaling(batch=1024, threads=None, head="softmax", seed=0, min_time=0
     """Native forward at `batch` with 1 thread and with `threads` (default: the model's
     default), calls interleaved: a dict batch, threads, one_thread_images_per_s,
     images_per_s, speedup (ratio of the medians), rounds."""
+    if int(batch) != batch or batch < 1:
+        raise ValueError(f"batch must be a positive integer; got {batch!r}")
+    batch = int(batch)
     many = LeNet5(head=head, seed=seed, threads=threads)
     one = LeNet5(head=head, seed=seed, threads=1)
     assert np.array_equal(one._flat, many._flat)  # same seed, same weights

@@ -94,6 +94,12 @@ def test_bad_arguments(kwargs, match):
         bench.measure(**{"threads": 1, "min_time": 0.01, **kwargs})
 
 
+@pytest.mark.parametrize("batch", [0, -3, 2.5])
+def test_scaling_needs_a_positive_batch(batch):
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        bench.measure_scaling(batch, threads=2, min_time=0.01)
+
+
 def test_command_line_json(capsys):
     assert cli.main(["bench", "--engines", "native", "--batches", "1,2", "--threads", "1",
                      "--min-time", "0.01", "--json"]) == 0
