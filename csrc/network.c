@@ -358,17 +358,10 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
                 for (int j = 0; j < n; j++) grad[i0 + j] += s[j];
                 continue;
             }
-            /* g = 0 + s, then sgd_update's operations (no fused multiply-add in this file) */
-            float *restrict p = upd->params + i0, *restrict v = upd->velocity + i0;
-            const uint8_t *restrict mk = upd->mask + i0;
-            const float mo = upd->momentum, de = upd->decay, lr = upd->lr;
-            for (int j = 0; j < n; j++) {
-                const float g = 0.0f + s[j];
-                const float vn = mo * v[j] + (g + de * p[j]);
-                const float pn = p[j] - lr * vn;
-                v[j] = mk[j] ? vn : v[j];
-                p[j] = mk[j] ? pn : p[j];
-            }
+            /* the variant's sgd_update on this slice: s is what a zeroed grad would hold
+             * (0 + s == s: a sum started at +0 is never -0), so the same bits */
+            k->sgd_update(upd->params + i0, upd->velocity + i0, s, upd->mask + i0, upd->lr,
+                          upd->momentum, upd->decay, n);
         }
     }
     return LENET_OK;

@@ -962,6 +962,47 @@ static void dense_bwd_update(float *restrict dx, float *w, const float *restrict
     }
 }
 
+/* Subsampling backward of one image, spatial layout, with the squash of the layer below:
+ * dp (C, H/2, W/2) the gradient wrt the subsampling's pre-activation, y (C, H, W) its
+ * squashed input; dy rows (C * H rows of ow >= W floats) get coef dp spread over each 2x2
+ * block times f'(y) (zero past column W); coef and bias gradients accumulate into gc, gb.
+ * y rows are read 2 VL floats from their start (past a row's end: finite values of the
+ * next rows or layers, times zero lanes of dp). */
+static void pool_bwd_one(float *restrict dy, int ow, const float *restrict y,
+                         const float *restrict dp, const float *restrict coef,
+                         float *restrict gc, float *restrict gb, int C, int H, int W)
+{
+    const int Ho = H / 2, Wo = W / 2;
+    for (int c = 0; c < C; c++) {
+        const vf cf = vset1(coef[c]);
+        vf sc = vzero(), sb = vzero();
+        for (int i = 0; i < Ho; i++) {
+            const float *dr = dp + (c * Ho + i) * Wo;
+            const float *r0 = y + (c * H + 2 * i) * W, *r1 = r0 + W;
+            float *o0 = dy + (c * H + 2 * i) * ow, *o1 = o0 + ow;
+            for (int t = 0; t * VL < Wo; t++) {
+                const vf dv = vload_first(dr + t * VL, Wo - t * VL < VL ? Wo - t * VL : VL);
+                const int k = 2 * t * VL;
+                vf e0, q0, e1, q1;
+                vdeint(vload(r0 + k), vload(r0 + k + VL), &e0, &q0);
+                vdeint(vload(r1 + k), vload(r1 + k + VL), &e1, &q1);
+                sc = vfma(dv, vadd(vadd(e0, q0), vadd(e1, q1)), sc);
+                sb = vadd(sb, dv);
+                const vf g = vmul(cf, dv), lo = vdup_lo(g);
+                vstorea(o0 + k, vmul(lo, vsquash_deriv(vload(r0 + k))));
+                vstorea(o1 + k, vmul(lo, vsquash_deriv(vload(r1 + k))));
+                if (k + VL < ow) {
+                    const vf hi = vdup_hi(g);
+                    vstorea(o0 + k + VL, vmul(hi, vsquash_deriv(vload(r0 + k + VL))));
+                    vstorea(o1 + k + VL, vmul(hi, vsquash_deriv(vload(r1 + k + VL))));
+                }
+            }
+        }
+        gc[c] += vhsum(sc);
+        gb[c] += vhsum(sb);
+    }
+}
+
 /* p[i] -= step[i] * g[i], then g[i] = 0, for i in [lo, hi) */
 static void step_clear(float *p, float *restrict g, const float *restrict step, int lo, int hi)
 {
@@ -1010,34 +1051,11 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
     for (int m = 0; m < 120; m++) grad[LENET_OFF_C5_B + m] += dpc5[m];
     dense_bwd_update(ds4, params + LENET_OFF_C5_W, step + LENET_OFF_C5_W, dpc5, s4, 400, 120);
     for (int k = 0; k < 400; k++) dps4[k] = ds4[k] * squash_deriv(s4[k]);
-    /* S4 and C3's squash, as S2's below: d3 (16, 10, 16) = the gradient wrt C3's
-     * pre-activation in rows padded with zeros to 16 (C3 rows read 16 floats from their
-     * start: finite neighbours, times zero lanes) */
-    const float *s4w = P(net, LENET_OFF_S4_W), *s2 = acts + LENET_ACT_S2;
-    for (int m = 0; m < 16; m++) {
-        const vf cf = vset1(s4w[m]);
-        vf sc = vzero(), sb = vzero();
-        for (int i = 0; i < 5; i++) {
-            const vf dv = vload_first(dps4 + m * 25 + i * 5, 5);
-            const float *r0 = c3 + (m * 10 + 2 * i) * 10, *r1 = r0 + 10;
-            float *o0 = d3 + (m * 10 + 2 * i) * 16, *o1 = o0 + 16;
-            vf e0, q0, e1, q1;
-            vdeint(vload(r0), vload(r0 + VL), &e0, &q0);
-            vdeint(vload(r1), vload(r1 + VL), &e1, &q1);
-            sc = vfma(dv, vadd(vadd(e0, q0), vadd(e1, q1)), sc);
-            sb = vadd(sb, dv);
-            const vf g = vmul(cf, dv), lo = vdup_lo(g);
-            vstorea(o0, vmul(lo, vsquash_deriv(vload(r0))));
-            vstorea(o1, vmul(lo, vsquash_deriv(vload(r1))));
-            if (VL < 16) {   /* columns VL .. 15 */
-                const vf hi = vdup_hi(g);
-                vstorea(o0 + VL, vmul(hi, vsquash_deriv(vload(r0 + VL))));
-                vstorea(o1 + VL, vmul(hi, vsquash_deriv(vload(r1 + VL))));
-            }
-        }
-        grad[LENET_OFF_S4_W + m] += vhsum(sc);
-        grad[LENET_OFF_S4_B + m] += vhsum(sb);
-    }
+    /* S4 and C3's squash: d3 (16, 10, 16) = the gradient wrt C3's pre-activation in rows
+     * padded with zeros to 16 */
+    const float *s2 = acts + LENET_ACT_S2;
+    pool_bwd_one(d3, 16, c3, dps4, P(net, LENET_OFF_S4_W), grad + LENET_OFF_S4_W,
+                 grad + LENET_OFF_S4_B, 16, 10, 10);
 
     /* C3: bias, weights per pair */
     for (int m = 0; m < 16; m++) grad[LENET_OFF_C3_B + m] += lanes_sum(d3 + m * 160, 160 / VL, VL);
@@ -1087,38 +1105,9 @@ static float sdlm_sample(float *params, const float *restrict step, float *restr
             }
     }
 
-    /* S2 and C1's squash: for S2 row i of map c, d = dS2 row (14 values, VL at a time),
-     * the 2x2 block sums from C1 rows 2i and 2i + 1 deinterleaved (coefficient gradient),
-     * and coef d duplicated to C1's columns times f'(C1) -> d1 rows (32 wide, zero past 28).
-     * C1 rows are read 32 floats from their start (past the map's end: S2's outputs, finite,
-     * times zero lanes of d). */
-    const float *c1 = acts + LENET_ACT_C1;
-    const float *s2w = P(net, LENET_OFF_S2_W);
-    for (int c = 0; c < 6; c++) {
-        const vf cf = vset1(s2w[c]);
-        vf sc = vzero(), sb = vzero();
-        for (int i = 0; i < 14; i++) {
-            const float *dr = ds2 + c * 196 + i * 14;
-            const float *r0 = c1 + (c * 28 + 2 * i) * 28, *r1 = r0 + 28;
-            float *o0 = d1 + (c * 28 + 2 * i) * 32, *o1 = o0 + 32;
-            for (int t = 0; t * VL < 14; t++) {
-                const vf dv = vload_first(dr + t * VL, 14 - t * VL < VL ? 14 - t * VL : VL);
-                const int k = 2 * t * VL;
-                vf e0, q0, e1, q1;
-                vdeint(vload(r0 + k), vload(r0 + k + VL), &e0, &q0);
-                vdeint(vload(r1 + k), vload(r1 + k + VL), &e1, &q1);
-                sc = vfma(dv, vadd(vadd(e0, q0), vadd(e1, q1)), sc);
-                sb = vadd(sb, dv);
-                const vf g = vmul(cf, dv), lo = vdup_lo(g), hi = vdup_hi(g);
-                vstorea(o0 + k, vmul(lo, vsquash_deriv(vload(r0 + k))));
-                vstorea(o0 + k + VL, vmul(hi, vsquash_deriv(vload(r0 + k + VL))));
-                vstorea(o1 + k, vmul(lo, vsquash_deriv(vload(r1 + k))));
-                vstorea(o1 + k + VL, vmul(hi, vsquash_deriv(vload(r1 + k + VL))));
-            }
-        }
-        grad[LENET_OFF_S2_W + c] += vhsum(sc);
-        grad[LENET_OFF_S2_B + c] += vhsum(sb);
-    }
+    /* S2 and C1's squash: d1 (6, 28, 32) = the gradient wrt C1's pre-activation */
+    pool_bwd_one(d1, 32, acts + LENET_ACT_C1, ds2, P(net, LENET_OFF_S2_W),
+                 grad + LENET_OFF_S2_W, grad + LENET_OFF_S2_B, 6, 28, 28);
     for (int m = 0; m < 6; m++) {
         grad[LENET_OFF_C1_B + m] += lanes_sum(d1 + m * 28 * 32, 28 * C1_NV, VL);
         CORR_ONE_GRAD(corr_one_c1, grad + LENET_OFF_C1_W + m * 25, d1 + m * 28 * 32, 28, xs, 32 * 32, 32);
