@@ -12,6 +12,7 @@ The command line is ``lenet-native bench`` (see add_bench_arguments / bench_main
 """
 from __future__ import annotations
 
+import copy
 import gc
 import json as _json
 import os
@@ -211,16 +212,6 @@ def _engine(name, model, threads):
 
 # ----------------------------------------------------------------------------- measuring
 
-def _time_per_call(fn, x, min_time, max_reps):
-    fn(x[: min(len(x), 64)])  # warm up (allocations, caches, lazy initialisation)
-    times, start = [], time.perf_counter()
-    while len(times) < max_reps and (not times or time.perf_counter() - start < min_time):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)), len(times)
-
-
 def _time_interleaved(fns, x, min_time, max_reps):
     """Median seconds per call of each of fns on x, the calls taking turns (one of each per
     round), so that load changes on a shared machine hit every fn alike."""
@@ -241,28 +232,34 @@ def measure_scaling(batch=1024, threads=None, head="softmax", seed=0, min_time=0
     images_per_s, speedup (ratio of the medians), rounds."""
     if int(batch) != batch or batch < 1:
         raise ValueError(f"batch must be a positive integer; got {batch!r}")
-    batch = int(batch)
-    many = LeNet5(head=head, seed=seed, threads=threads)
-    one = LeNet5(head=head, seed=seed, threads=1)
-    assert np.array_equal(one._flat, many._flat)  # same seed, same weights
-    x = preprocess(np.random.default_rng(seed).integers(0, 256, (batch, 28, 28), dtype=np.uint8))
-    (t1, tn), rounds = _time_interleaved([one.forward, many.forward], x, min_time, max_reps)
-    return {"batch": batch, "threads": many.threads, "one_thread_images_per_s": batch / t1,
-            "images_per_s": batch / tn, "speedup": t1 / tn, "rounds": rounds}
+    model = LeNet5(head=head, seed=seed, threads=threads)
+    x = preprocess(np.random.default_rng(seed).integers(0, 256, (int(batch), 28, 28), dtype=np.uint8))
+    return _scaling(model, x, min_time, max_reps)
+
+
+def _scaling(model, x, min_time, max_reps):
+    """measure_scaling's figures for `model` (its threads) on the batch x."""
+    one = copy.copy(model)      # the same parameter array, one thread
+    one.threads = 1
+    (t1, tn), rounds = _time_interleaved([one.forward, model.forward], x, min_time, max_reps)
+    n = len(x)
+    return {"batch": n, "threads": model.threads, "one_thread_images_per_s": n / t1,
+            "images_per_s": n / tn, "speedup": t1 / tn, "rounds": rounds}
 
 
 def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softmax", seed=0,
             min_time=0.3, max_reps=200):
     """The measurements behind run_bench: (rows, notes). Each row is a dict: engine, batch,
     images_per_s, us_per_image, reps (median over reps calls)."""
-    rows, notes, _ = _measure(batches, threads, engines, head, seed, min_time, max_reps)
+    rows, notes, _, _ = _measure(batches, threads, engines, head, seed, min_time, max_reps)
     return rows, notes
 
 
 def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scaling=False):
-    """measure(), and with scaling=True the native thread scaling (measure_scaling) at the
-    largest batch up to 1024, taken right after native's timings, before any other engine
-    has run (None with one thread or without native)."""
+    """measure()'s (rows, notes), then with scaling=True the native thread scaling
+    (measure_scaling) at the largest batch up to 1024, taken right after native's timings,
+    before any other engine has run (None with one thread or without native), and the
+    thread count used."""
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise ValueError(f"unknown engine {unknown[0]!r}; choose from {', '.join(ENGINES)}")
@@ -295,15 +292,16 @@ def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scal
         notes.append(f"{name}: {desc}; outputs agree with native (max difference {err:.2g})")
         time.sleep(0.2)
         for b in batches:
-            sec, reps = _time_per_call(fn, x[:b], min_time, max_reps if name != "reference" or b < 5000 else 3)
+            (sec,), reps = _time_interleaved([fn], x[:b], min_time,
+                                             max_reps if name != "reference" or b < 5000 else 3)
             rows.append({"engine": name, "batch": b, "images_per_s": b / sec, "us_per_image": sec / b * 1e6,
                          "reps": reps})
         if name == "native" and scaling_batch and threads > 1:
-            scaled = measure_scaling(scaling_batch, threads, head, seed, min_time, max_reps)
+            scaled = _scaling(model, x[:scaling_batch], min_time, max_reps)
         del fn, entry
         gc.collect()   # an ONNX Runtime session joins its threads when it goes
     rows.sort(key=lambda r: (r["batch"], ENGINES.index(r["engine"])))
-    return rows, notes, scaled
+    return rows, notes, scaled, threads
 
 
 def _table(rows, notes, threads):
@@ -348,8 +346,8 @@ def run_bench(batches=DEFAULT_BATCHES, threads=None, json=False, chart=None, eng
     """Measure every engine at every batch size; return a table (or, with json=True, a JSON
     document) of images/s and us/image. chart: a PNG path for throughput vs batch size
     (needs matplotlib). Engines that are not installed are skipped, and the output says so."""
-    rows, notes, scaling = _measure(batches, threads, engines, head, seed, min_time, scaling=True)
-    threads = threads if threads is not None else LeNet5(seed=0).threads
+    rows, notes, scaling, threads = _measure(batches, threads, engines, head, seed, min_time,
+                                             scaling=True)
     if scaling is not None:
         # the thread-scaling question, asked interleaved
         notes.append(f"native scaling at batch {scaling['batch']}: {threads} threads "

@@ -271,7 +271,7 @@ def _warp_rows_then_columns(x, Ai, off, background, dtype, single):
     below, in the same order, so it gives the same bits."""
     from . import _core
     f32 = np.float32
-    res = _core.warp_rows(np.ascontiguousarray(x, dtype=f32),
+    res = _core.warp_rows(np.require(x, f32, ["C", "A"]),   # aligned: C reads whole floats
                           np.ascontiguousarray(Ai[:, 0, 0], dtype=f32),
                           np.ascontiguousarray(Ai[:, 0, 1], dtype=f32),
                           np.ascontiguousarray(Ai[:, 1, 1], dtype=f32),

@@ -204,6 +204,11 @@ def param_vector() -> np.ndarray:
     return raw[lead:lead + _core.NPARAMS]
 
 
+def _is_placed(flat) -> bool:
+    """True if C5's weights in the parameter vector `flat` start on a 64-byte line."""
+    return (flat.ctypes.data + 4 * _core.PARAM_OFFSETS["c5.weight"][0]) % 64 == 0
+
+
 def pack(state: dict, head: str) -> np.ndarray:
     """Interchange dict -> flat float32 parameter vector of the C kernels."""
     flat = param_vector()
@@ -274,8 +279,7 @@ class LeNet5:
         # an unpickled array lies wherever the allocator put it: back into a placed vector
         # (copy.copy hands over the original's array, placed already, and keeps sharing it)
         self.__dict__.update(state)
-        off = _core.PARAM_OFFSETS["c5.weight"][0]
-        if (self._flat.ctypes.data + 4 * off) % 64:
+        if not _is_placed(self._flat):
             flat = param_vector()
             flat[:] = self._flat
             self._flat = flat

@@ -214,6 +214,18 @@ def test_c_warp_gives_the_bits_of_the_numpy_form(shape, dtype):
         np.testing.assert_array_equal(fast[0], np.full((H, W), np.float32(bg), dtype))
 
 
+def test_unaligned_images_warp_like_aligned_ones():
+    """An unaligned float32 view (legal NumPy) is copied before C reads it as floats."""
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-0.1, 1.175, (5, 32, 32)).astype(np.float32)
+    buf = bytearray(x.nbytes + 1)
+    u = np.frombuffer(buf, np.float32, count=x.size, offset=1).reshape(x.shape)
+    u[...] = x
+    assert not u.flags.aligned
+    A, t = random_affine(5, rng)
+    np.testing.assert_array_equal(warp_affine(u, A, t), warp_affine(x, A, t))
+
+
 def test_c_warp_rejects_inconsistent_maps():
     from lenet_native import _core
     x = np.zeros((3, 8, 8), np.float32)
