@@ -98,3 +98,26 @@ def test_thread_scaling_interleaved(benchmark, net):
     print(f"\nforward batch 1024, interleaved: 1 thread {1024 / med[1]:,.0f} images/s, "
           f"2 threads {1024 / med[2]:,.0f} images/s, 2 threads / 1 thread: "
           f"{med[1] / med[2]:.2f}x (medians), {best[1] / best[2]:.2f}x (best times)")
+
+
+def _placed_copy(flat, placed):
+    """flat copied into a vector whose C5 weights start on a 64-byte line (placed) or 16
+    bytes past one (where a plain float32 array of the parameters used to put them)."""
+    off = _core.PARAM_OFFSETS["c5.weight"][0]
+    raw = np.empty(flat.size + 32, np.float32)
+    for lead in range(16):
+        p = raw[lead:lead + flat.size]
+        if (p.ctypes.data + 4 * off) % 64 == (0 if placed else 16):
+            p[:] = flat
+            return p
+    raise AssertionError("no placement found")
+
+
+@pytest.mark.parametrize("placement", ["placed", "off_line"])
+def test_param_placement_single_image(benchmark, net, placement):
+    """The single-image forward with C5's weights on a 64-byte line (model.param_vector)
+    or 16 bytes off it: the speed-up the placement was made for, side by side."""
+    benchmark.group = "forward one image: C5 placement"
+    handle = _core.Net(_placed_copy(net.flat, placement == "placed"), _C3_OUT, _C3_IN, net.head)
+    x = net.x[:1]
+    benchmark.pedantic(handle.forward, args=(x, 1), rounds=3000, iterations=1, warmup_rounds=20)

@@ -216,3 +216,48 @@ def test_sgd_epoch_native_vs_torch(benchmark):
                                  "torch_over_native": torch_s / native_s})
     print(f"\nsgd epoch, 60,000 images, batch {BATCH}, {THREADS} threads: native {native_s:.2f} s, "
           f"torch {torch_s:.2f} s, ratio {torch_s / native_s:.1f}x")
+
+
+@pytest.mark.parametrize("placement", ["placed", "off_line"])
+def test_sdlm_param_placement(benchmark, data, placement):
+    """512 SDLM samples with the parameter and step vectors placed (C5 on a 64-byte line,
+    model.param_vector) or 16 bytes off it: the speed-up the placement was made for."""
+    from test_bench_network import _placed_copy
+    benchmark.group = "sdlm 512 samples: C5 placement"
+    x, y = data
+    model = ln.LeNet5(head="rbf", seed=0)
+    placed = placement == "placed"
+    flat = _placed_copy(model._flat, placed)
+    step = _placed_copy((1e-5 * trainable_mask("rbf")).astype(np.float32), placed)
+    order = np.arange(512, dtype=np.int64)
+    benchmark.pedantic(_core.sdlm_epoch, args=(flat, _C3_OUT, _C3_IN, "rbf", step, x, y, order),
+                       rounds=10, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("impl", ["numpy", "native"])
+def test_batch_bookkeeping(benchmark, data, impl):
+    """The trainer's per-batch loss sum and error count, timed right after an SGD step (run
+    untimed before each round, as in the training loop): NumPy's sum/argmax/count_nonzero
+    against _core.batch_stats."""
+    benchmark.group = f"batch bookkeeping after a step (batch {BATCH})"
+    x, y = data[0][:BATCH], data[1][:BATCH]
+    model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
+    flat, vel, mask = model._flat, param_vector(), trainable_mask("softmax")
+    result = {}
+
+    def step():
+        result["lo"] = _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, _C3_OUT, _C3_IN,
+                                            "softmax", x, y, 1.0 / BATCH, THREADS)
+        return (), {}
+
+    def numpy_stats():
+        losses, out = result["lo"]
+        return float(np.sum(losses, dtype=np.float64)), int(np.count_nonzero(out.argmax(axis=1) != y))
+
+    def native_stats():
+        losses, out = result["lo"]
+        return _core.batch_stats(losses, out, y)
+
+    fn = numpy_stats if impl == "numpy" else native_stats
+    total, errors = benchmark.pedantic(fn, setup=step, rounds=300, iterations=1)
+    assert np.isfinite(total) and 0 <= errors <= BATCH
