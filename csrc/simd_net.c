@@ -465,8 +465,7 @@ static void forward_block(float *restrict out, float *restrict acts, const lenet
 {
     float *S4 = ws + B_S4, *S4T = ws + B_S4T, *C5 = ws + B_C5, *F6 = ws + B_F6, *O = ws + B_OUT;
     conv_lanes(net, x, n, 0, ws + B_X, ws + B_C1, ws + B_S2, ws + B_C3, S4, acts);
-    for (int k = 0; k < 400; k++)
-        for (int l = 0; l < n; l++) S4T[l * 400 + k] = S4[k * LN + l];
+    vscatter_lanes(S4T, 400, S4, 400, n);
     dense_layers(C5, F6, O, OUTS, S4T, 400, n, net);
     for (int l = 0; l < n; l++) {
         memcpy(out + l * 10, O + l * OUTS, 10 * sizeof(float));
@@ -774,8 +773,7 @@ static void grad_block(float *restrict grad, float *restrict losses, float *rest
 
     /* forward, keeping every layer */
     conv_lanes(net, x, n, 1, X, C1, S2, C3, S4, NULL);
-    for (int k = 0; k < 400; k++)
-        for (int l = 0; l < n; l++) S4T[l * 400 + k] = S4[k * LN + l];
+    vscatter_lanes(S4T, 400, S4, 400, n);
     dense_layers(C5, F6, O, OUTS, S4T, 400, n, net);
 
     /* the loss and its gradient wrt the head's output, per image */
@@ -811,11 +809,7 @@ static void grad_block(float *restrict grad, float *restrict losses, float *rest
     dense_bwd_w(grad + LENET_OFF_C5_W, grad + LENET_OFF_C5_B, dC5, C5S, S4T, 400, n, 400, 120);
     dense_bwd_x(dS4T, 400, dC5, C5S, P(net, LENET_OFF_C5_W), n, 400, 120);
     deriv_rows(dS4T, 400, S4T, 400, n, 400);
-    for (int k = 0; k < 400; k++) {
-        int l = 0;
-        for (; l < n; l++) dS4[k * LN + l] = dS4T[l * 400 + k];
-        for (; l < LN; l++) dS4[k * LN + l] = 0.0f;
-    }
+    vgather_lanes(dS4, dS4T, 400, 400, n);
 
     /* S4 (and C3's squash): C3 becomes the gradient wrt its pre-activation */
     pool_bwd_lanes(C3, 100 * LN, 10 * LN, dS4, P(net, LENET_OFF_S4_W),
