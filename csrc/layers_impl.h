@@ -338,14 +338,22 @@ static inline float xent_loss_one(const float *restrict logits, int label, int M
     return (float)(mx + log(s) - logits[label]);
 }
 
-static inline void xent_backward_one(float *restrict d, const float *restrict logits, int label,
-                                     float scale, int M)
+/* d (M,) += scale * d(loss)/d(logits); returns the loss, the same value as xent_loss_one
+ * (the exponentials are kept for M <= 16, the network's 10, and recomputed otherwise) */
+static inline float xent_backward_one(float *restrict d, const float *restrict logits, int label,
+                                      float scale, int M)
 {
-    double mx = logits[0], s = 0.0;
+    double mx = logits[0], s = 0.0, e[16];
+    const int keep = M <= 16;
     for (int m = 1; m < M; m++) if (logits[m] > mx) mx = logits[m];
-    for (int m = 0; m < M; m++) s += exp(logits[m] - mx);
+    for (int m = 0; m < M; m++) {
+        const double v = exp(logits[m] - mx);
+        if (keep) e[m] = v;
+        s += v;
+    }
     for (int m = 0; m < M; m++)
-        d[m] += scale * (float)(exp(logits[m] - mx) / s - (m == label ? 1.0 : 0.0));
+        d[m] += scale * (float)((keep ? e[m] : exp(logits[m] - mx)) / s - (m == label ? 1.0 : 0.0));
+    return (float)(mx + log(s) - logits[label]);
 }
 
 /* log(exp(-j) + sum exp(-y)) and the "probabilities" q_i = exp(-y_i) / (exp(-j) + sum) */
@@ -363,12 +371,14 @@ static inline float rbfloss_one(const float *restrict y, int label, float j, int
     return (float)(y[label] + rbf_lse(y, j, M));
 }
 
-static inline void rbfloss_backward_one(float *restrict dy, const float *restrict y, int label,
-                                        float j, float scale, int M)
+/* dy (M,) += scale * d(loss)/dy; returns the loss, the same value as rbfloss_one */
+static inline float rbfloss_backward_one(float *restrict dy, const float *restrict y, int label,
+                                         float j, float scale, int M)
 {
     const double lse = rbf_lse(y, j, M);
     for (int m = 0; m < M; m++)
         dy[m] += scale * (float)((m == label ? 1.0 : 0.0) - exp(-y[m] - lse));
+    return (float)(y[label] + lse);
 }
 
 #endif /* LENET_LAYERS_IMPL_H */

@@ -45,12 +45,8 @@ static void net_forward_one(float *restrict acts, const lenet_net *net, const fl
 static float loss_backward_one(float *restrict dout, const float *restrict out, int label,
                                float scale, int head)
 {
-    if (head == LENET_HEAD_RBF) {
-        rbfloss_backward_one(dout, out, label, LENET_RBF_J, scale, 10);
-        return rbfloss_one(out, label, LENET_RBF_J, 10);
-    }
-    xent_backward_one(dout, out, label, scale, 10);
-    return xent_loss_one(out, label, 10);
+    if (head == LENET_HEAD_RBF) return rbfloss_backward_one(dout, out, label, LENET_RBF_J, scale, 10);
+    return xent_backward_one(dout, out, label, scale, 10);
 }
 
 /* The head's backward: df6 (84,) += dout through the head; the softmax head's weight and

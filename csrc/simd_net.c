@@ -499,10 +499,12 @@ static void deriv_rows(float *restrict d, int ds, const float *restrict y, int y
 static void dense_bwd_w(float *restrict dw, float *restrict db, const float *restrict d, int ds,
                         const float *restrict in, int is, int n, int K, int M)
 {
-    for (int m = 0; m < M; m++) {
-        float t = 0.0f;
-        for (int i = 0; i < n; i++) t += d[i * ds + m];
-        db[m] += t;
+    /* db: per output, the images summed in order (vectors over the outputs) */
+    for (int m0 = 0; m0 < M; m0 += VL) {
+        const int c = M - m0 < VL ? M - m0 : VL;
+        vf t = vzero();
+        for (int i = 0; i < n; i++) t = vadd(t, vload_first(d + i * ds + m0, c));
+        vstore_first(db + m0, vadd(vload_first(db + m0, c), t), c);
     }
     int m = 0;
     for (; m + 4 <= M; m += 4) {
