@@ -5,12 +5,13 @@ fallback, and opt-in/opt-out switches read from the environment:
   LENET_NATIVE_OPENMP=0     build without OpenMP (the kernels then run single-threaded)
   LENET_NATIVE_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
   LENET_NATIVE_NATIVE=1     add -march=native (never the default: wheels must be portable)
-  LENET_NATIVE_SIMD=avx2,avx512 | none
+  LENET_NATIVE_SIMD=avx2,avx512,vec128 | none
                             which SIMD variants of csrc/simd_net.c to build (default: every
                             one the compiler accepts). Each is csrc/simd_net.c compiled on its
-                            own with its -m flags and linked in as an extra object; the
-                            portable code is always built without -m flags, and the variant
-                            is picked at run time by CPU detection (csrc/isa.c).
+                            own with its -m flags (vec128: none, generic 4-lane vectors) and
+                            linked in as an extra object; the portable code is always built
+                            without -m flags, and the variant is picked at run time by CPU
+                            detection (csrc/isa.c).
 """
 import glob
 import os
@@ -30,12 +31,16 @@ SIMD_VARIANTS = {
     "avx2": ("LENET_SIMD_AVX2", ["-mavx2", "-mfma"]),
     "avx512": ("LENET_SIMD_AVX512", ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl",
                                      "-mavx2", "-mfma"]),
+    "vec128": ("LENET_SIMD_VEC128", []),   # generic vectors: the target's baseline SIMD
 }
 SIMD_PROBE = {
     "avx2": "#include <immintrin.h>\nint main(void) { __m256 a = _mm256_set1_ps(1.0f);\n"
             "  a = _mm256_fmadd_ps(a, a, a); return (int)_mm256_cvtss_f32(a) == 2 ? 0 : 1; }\n",
     "avx512": "#include <immintrin.h>\nint main(void) { __m512 a = _mm512_set1_ps(1.0f);\n"
               "  a = _mm512_fmadd_ps(a, a, a); return (int)_mm512_reduce_add_ps(a) == 32 ? 0 : 1; }\n",
+    "vec128": "typedef float v4 __attribute__((vector_size(16)));\n"
+              "int main(void) { v4 a = {1.0f, 2.0f, 3.0f, 4.0f};\n"
+              "  v4 b = __builtin_shufflevector(a, a, 3, 2, 1, 0) * a; return b[0] == 4.0f ? 0 : 1; }\n",
 }
 
 

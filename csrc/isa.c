@@ -5,7 +5,7 @@
  */
 #include "lenet.h"
 
-static const char *const ISA_NAMES[LENET_NISA] = {"portable", "avx2", "avx512"};
+static const char *const ISA_NAMES[LENET_NISA] = {"portable", "avx2", "avx512", "vec128"};
 
 const char *lenet_isa_name(int isa)
 {
@@ -22,6 +22,9 @@ int lenet_isa_compiled(int isa)
 #ifdef LENET_HAVE_AVX512
     case LENET_ISA_AVX512: return 1;
 #endif
+#ifdef LENET_HAVE_VEC128
+    case LENET_ISA_VEC128: return 1;
+#endif
     default: return 0;
     }
 }
@@ -33,7 +36,9 @@ int lenet_isa_compiled(int isa)
 int lenet_isa_supported(int isa)
 {
     if (!lenet_isa_compiled(isa)) return 0;
-    if (isa == LENET_ISA_PORTABLE) return 1;
+    /* portable C, and generic vectors the compiler lowered to the target's baseline
+     * (x86-64: SSE2; ARM64: NEON) */
+    if (isa == LENET_ISA_PORTABLE || isa == LENET_ISA_VEC128) return 1;
 #ifdef LENET_CPU_DETECT
     __builtin_cpu_init();
     if (isa == LENET_ISA_AVX2)
@@ -48,7 +53,9 @@ int lenet_isa_supported(int isa)
 
 int lenet_best_isa(void)
 {
-    for (int isa = LENET_NISA - 1; isa > 0; isa--)
-        if (lenet_isa_supported(isa)) return isa;
+    static const int fastest_first[LENET_NISA] = {LENET_ISA_AVX512, LENET_ISA_AVX2, LENET_ISA_VEC128,
+                                                  LENET_ISA_PORTABLE};
+    for (int k = 0; k < LENET_NISA; k++)
+        if (lenet_isa_supported(fastest_first[k])) return fastest_first[k];
     return LENET_ISA_PORTABLE;
 }

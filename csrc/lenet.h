@@ -38,17 +38,19 @@ enum {
 
 /* ---- instruction-set variants ---------------------------------------------------------
  * The whole-network entry points (lenet_forward, lenet_loss_grad, lenet_hessian_diag,
- * lenet_sdlm_epoch) exist in several variants: the portable C99 code, always built, and
- * AVX2+FMA / AVX-512 kernels built from csrc/simd_net.c with per-file -m flags. The
+ * lenet_sdlm_epoch) exist in several variants: the portable C99 code, always built,
+ * AVX2+FMA / AVX-512 kernels built from csrc/simd_net.c with per-file -m flags, and the
+ * same file built for generic 128-bit vectors (vec128: SSE2 on x86-64, NEON on ARM64). The
  * variant is chosen by the caller (lenet_net.isa), normally once at start-up from
  * lenet_best_isa(); there is no global state. Within one variant results are
  * deterministic, independent of the thread count and of the batch an image comes in;
  * different variants agree to float32 rounding (FMA and summation order differ). */
-enum { LENET_ISA_PORTABLE = 0, LENET_ISA_AVX2 = 1, LENET_ISA_AVX512 = 2, LENET_NISA = 3 };
+enum { LENET_ISA_PORTABLE = 0, LENET_ISA_AVX2 = 1, LENET_ISA_AVX512 = 2, LENET_ISA_VEC128 = 3,
+       LENET_NISA = 4 };
 int lenet_isa_compiled(int isa);    /* 1 if the variant was built into this library */
 int lenet_isa_supported(int isa);   /* 1 if built and this CPU (and OS) can run it */
 int lenet_best_isa(void);           /* the fastest supported variant */
-const char *lenet_isa_name(int isa);/* "portable", "avx2", "avx512"; NULL if unknown */
+const char *lenet_isa_name(int isa);/* "portable", "avx2", "avx512", "vec128"; NULL if unknown */
 
 /* inputs must satisfy |x| < 2^61 (about 2.3e18; preprocessed digits lie in [-0.1, 1.175]) */
 #define LENET_MAX_INPUT_LOG2 61

@@ -119,6 +119,9 @@ static const lenet_simd_kernels *simd_kernels(int isa)
 #ifdef LENET_HAVE_AVX512
     case LENET_ISA_AVX512: return &lenet_simd_kernels_avx512;
 #endif
+#ifdef LENET_HAVE_VEC128
+    case LENET_ISA_VEC128: return &lenet_simd_kernels_vec128;
+#endif
     default: return &portable_kernels;
     }
 }

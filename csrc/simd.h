@@ -1,7 +1,9 @@
 /*
- * A thin vector layer over AVX2+FMA (8 float lanes) or AVX-512 (16 float lanes), enough
- * for the kernels of simd_net.c: each function is one or two intrinsics. Only included by
- * files compiled with -DLENET_SIMD_AVX2 or -DLENET_SIMD_AVX512 and the matching -m flags.
+ * A thin vector layer over AVX2+FMA (8 float lanes), AVX-512 (16 float lanes) or generic
+ * 128-bit vectors (4 float lanes, GCC/Clang vector extensions: SSE2 on x86-64, NEON on
+ * ARM64, no -m flags), enough for the kernels of simd_net.c: each function is one or two
+ * intrinsics or vector operations. Only included by files compiled with
+ * -DLENET_SIMD_AVX2, -DLENET_SIMD_AVX512 (with the matching -m flags) or -DLENET_SIMD_VEC128.
  *
  * Every operation is lane-wise (no reduction across lanes), so a value computed in lane
  * k depends on lane k's inputs alone: that is what makes images side by side in the lanes
@@ -10,10 +12,13 @@
 #ifndef LENET_SIMD_H
 #define LENET_SIMD_H
 
-#include <immintrin.h>
 #include <stdint.h>
 
 #include "lenet.h"
+
+#if defined(LENET_SIMD_AVX512) || defined(LENET_SIMD_AVX2)
+#include <immintrin.h>
+#endif
 
 #if defined(LENET_SIMD_AVX512)
 
@@ -69,6 +74,12 @@ static inline __m128 vhsum4(vf a, vf b, vf c, vf d)
     u = _mm512_add_ps(u, _mm512_permute_ps(u, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0,
                                                                            0, 0, 0, 0, 0, 0, 0, 0), u));
+}
+/* dst[0..4) = / += the sums of the lanes of a, b, c, d (vhsum4) */
+static inline void vhsum4_store(float *dst, vf a, vf b, vf c, vf d) { _mm_storeu_ps(dst, vhsum4(a, b, c, d)); }
+static inline void vhsum4_add(float *dst, vf a, vf b, vf c, vf d)
+{
+    _mm_storeu_ps(dst, _mm_add_ps(_mm_loadu_ps(dst), vhsum4(a, b, c, d)));
 }
 /* r[0..16) as a 16 x 16 matrix (r[i] its row i), transposed in place: 64 shuffles, no
  * memory (a gather per vector is 3x slower here) */
@@ -171,6 +182,12 @@ static inline __m128 vhsum4(vf a, vf b, vf c, vf d)
     const __m128 lo = _mm256_castps256_ps128(h), hi = _mm256_extractf128_ps(h, 1);
     return _mm_unpacklo_ps(lo, hi);          /* a b c d */
 }
+/* dst[0..4) = / += the sums of the lanes of a, b, c, d (vhsum4) */
+static inline void vhsum4_store(float *dst, vf a, vf b, vf c, vf d) { _mm_storeu_ps(dst, vhsum4(a, b, c, d)); }
+static inline void vhsum4_add(float *dst, vf a, vf b, vf c, vf d)
+{
+    _mm_storeu_ps(dst, _mm_add_ps(_mm_loadu_ps(dst), vhsum4(a, b, c, d)));
+}
 /* r[0..8) as an 8 x 8 matrix (r[i] its row i), transposed in place */
 static inline void vtranspose(vf r[8])
 {
@@ -199,8 +216,90 @@ static inline float vhsum(vf a)
     return _mm_cvtss_f32(s);
 }
 
+#elif defined(LENET_SIMD_VEC128)
+
+/* Plain C with vector types: every operation is one IEEE operation per lane (a*b + c is
+ * two roundings: no fused multiply-add, and the contraction pragma keeps compilers from
+ * fusing on their own), so the results are the same on every CPU the variant runs on. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF   /* GCC: off already under -std=c99 (setup.py) */
+#endif
+#define VL 4
+typedef float vf __attribute__((vector_size(16)));
+typedef int32_t vi __attribute__((vector_size(16)));
+typedef float vfu __attribute__((vector_size(16), aligned(4)));   /* for unaligned access */
+
+static inline vf vload(const float *p) { return *(const vfu *)p; }
+static inline vf vloada(const float *p) { return *(const vf *)p; }
+static inline void vstore(float *p, vf a) { *(vfu *)p = a; }
+static inline void vstorea(float *p, vf a) { *(vf *)p = a; }
+static inline vf vset1(float a) { return (vf){a, a, a, a}; }
+static inline vf vzero(void) { return (vf){0.0f, 0.0f, 0.0f, 0.0f}; }
+static inline vf vadd(vf a, vf b) { return a + b; }
+static inline vf vsub(vf a, vf b) { return a - b; }
+static inline vf vmul(vf a, vf b) { return a * b; }
+static inline vf vquot(vf a, vf b) { return a / b; }
+static inline vf vselect(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }  /* m ? a : b */
+/* as the x86 instructions: the second operand when either is NaN */
+static inline vf vmin(vf a, vf b) { return vselect(a < b, a, b); }
+static inline vf vmax(vf a, vf b) { return vselect(a > b, a, b); }
+static inline vf vfma(vf a, vf b, vf c) { return a * b + c; }     /* a*b + c, two roundings */
+static inline vf vfnma(vf a, vf b, vf c) { return c - a * b; }
+/* loads/stores of the first m lanes (m <= 0: none, m >= VL: all); the others read as 0 /
+ * are left alone */
+static inline vf vload_first(const float *p, int m)
+{
+    if (m >= VL) return vload(p);
+    vf r = vzero();
+    for (int l = 0; l < m; l++) r[l] = p[l];
+    return r;
+}
+static inline void vstore_first(float *p, vf a, int m)
+{
+    if (m >= VL) vstore(p, a);
+    else
+        for (int l = 0; l < m; l++) p[l] = a[l];
+}
+static inline vf vmask_bytes(const uint8_t *m)
+{
+    const vi b = {m[0], m[1], m[2], m[3]};
+    return (vf)(b != (vi){0, 0, 0, 0});
+}
+static inline vf vblend(vf mask, vf a, vf b) { return vselect((vi)mask, a, b); }
+/* sum of the lanes, always the same tree: lanes l and l+2, then l+1 */
+static inline float vhsum(vf a) { return (a[0] + a[2]) + (a[1] + a[3]); }
+static inline void vhsum4_store(float *dst, vf a, vf b, vf c, vf d)
+{
+    dst[0] = vhsum(a); dst[1] = vhsum(b); dst[2] = vhsum(c); dst[3] = vhsum(d);
+}
+static inline void vhsum4_add(float *dst, vf a, vf b, vf c, vf d)
+{
+    dst[0] += vhsum(a); dst[1] += vhsum(b); dst[2] += vhsum(c); dst[3] += vhsum(d);
+}
+/* a0 a0 a1 a1 and a2 a2 a3 a3 */
+static inline vf vdup_lo(vf a) { return __builtin_shufflevector(a, a, 0, 0, 1, 1); }
+static inline vf vdup_hi(vf a) { return __builtin_shufflevector(a, a, 2, 2, 3, 3); }
+/* even and odd elements of a, b: ev = a0 a2 b0 b2, od = a1 a3 b1 b3 */
+static inline void vdeint(vf a, vf b, vf *ev, vf *od)
+{
+    *ev = __builtin_shufflevector(a, b, 0, 2, 4, 6);
+    *od = __builtin_shufflevector(a, b, 1, 3, 5, 7);
+}
+/* r[0..4) as a 4 x 4 matrix (r[i] its row i), transposed in place */
+static inline void vtranspose(vf r[4])
+{
+    const vf t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5);   /* r00 r10 r01 r11 */
+    const vf t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);   /* r02 r12 r03 r13 */
+    const vf t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);
+    const vf t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+    r[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+    r[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+    r[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+    r[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+}
+
 #else
-#error "simd.h needs LENET_SIMD_AVX2 or LENET_SIMD_AVX512"
+#error "simd.h needs LENET_SIMD_AVX2, LENET_SIMD_AVX512 or LENET_SIMD_VEC128"
 #endif
 
 /* X[k * VL + l] = x[l * stride + k] for k < count, l < n (lanes l >= n: 0): n image rows

@@ -2,7 +2,8 @@
  * Internal interface between the drivers of network.c (argument checks, threads,
  * workspace, the order of gradient sums) and the per-ISA kernels of simd_net.c, which is
  * compiled once per instruction set with its own -m flags and a LENET_SIMD_* macro that
- * renames its one exported symbol (lenet_simd_kernels_avx2, lenet_simd_kernels_avx512).
+ * renames its one exported symbol (lenet_simd_kernels_avx2, lenet_simd_kernels_avx512,
+ * lenet_simd_kernels_vec128).
  * The portable variant fills the same table in network.c (lanes = 1, net_portable.h), so
  * the drivers run every variant alike.
  *
@@ -59,6 +60,9 @@ extern const lenet_simd_kernels lenet_simd_kernels_avx2;
 #endif
 #ifdef LENET_HAVE_AVX512
 extern const lenet_simd_kernels lenet_simd_kernels_avx512;
+#endif
+#ifdef LENET_HAVE_VEC128
+extern const lenet_simd_kernels lenet_simd_kernels_vec128;
 #endif
 
 #endif /* LENET_SIMD_API_H */

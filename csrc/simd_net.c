@@ -1,8 +1,9 @@
 /*
  * The SIMD variants of the whole network (see simd_api.h). This file is compiled once per
  * instruction set: -DLENET_SIMD_AVX2 with -mavx2 -mfma, -DLENET_SIMD_AVX512 with
- * -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma. Nothing here runs unless
- * lenet_isa_supported() said the CPU has that instruction set.
+ * -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma, and -DLENET_SIMD_VEC128 with no
+ * -m flags (generic 4-lane vectors). Nothing here runs unless lenet_isa_supported() said
+ * the CPU has that instruction set.
  *
  * Two layouts, one arithmetic:
  *   - forward_one, one image, "spatial": vectors run along a row of output pixels (C1,
@@ -31,8 +32,10 @@
 #define LENET_SIMD_TABLE lenet_simd_kernels_avx512
 #elif defined(LENET_SIMD_AVX2)
 #define LENET_SIMD_TABLE lenet_simd_kernels_avx2
+#elif defined(LENET_SIMD_VEC128)
+#define LENET_SIMD_TABLE lenet_simd_kernels_vec128
 #else
-#error "simd_net.c is compiled with -DLENET_SIMD_AVX2 or -DLENET_SIMD_AVX512"
+#error "simd_net.c is compiled with -DLENET_SIMD_AVX2, -DLENET_SIMD_AVX512 or -DLENET_SIMD_VEC128"
 #endif
 
 #define RUP(n) (((n) + 15) & ~15)   /* floats, rounded up to 64 bytes */
@@ -88,9 +91,8 @@ static inline void dense_tile_##IB##_##MB(float *restrict out, int os, const flo
     float r_[IB * MB + 3];                                                                       \
     int t_ = 0;                                                                                  \
     for (; t_ + 4 <= IB * MB; t_ += 4)                                                           \
-        _mm_storeu_ps(r_ + t_, vhsum4(acc[t_ / MB][t_ % MB], acc[(t_ + 1) / MB][(t_ + 1) % MB],   \
-                                      acc[(t_ + 2) / MB][(t_ + 2) % MB],                         \
-                                      acc[(t_ + 3) / MB][(t_ + 3) % MB]));                       \
+        vhsum4_store(r_ + t_, acc[t_ / MB][t_ % MB], acc[(t_ + 1) / MB][(t_ + 1) % MB],          \
+                     acc[(t_ + 2) / MB][(t_ + 2) % MB], acc[(t_ + 3) / MB][(t_ + 3) % MB]);      \
     if ((IB * MB) % 4)                                                                           \
         for (; t_ < IB * MB; t_++) r_[t_] = vhsum(acc[t_ / MB][t_ % MB]);                        \
     for (int i = 0; i < IB; i++)                                                                 \
@@ -207,8 +209,10 @@ static void pool_one(float *restrict out, const float *restrict in, const float 
  * output row is 32 / VL vectors (columns 28..31 computed and dropped). */
 #if VL == 16
 #define C1_MG 6
-#else
+#elif VL == 8
 #define C1_MG 2
+#else
+#define C1_MG 1
 #endif
 #define C1_NV (32 / VL)
 static void build_xs(float *restrict xs, const float *restrict x)
@@ -272,7 +276,7 @@ static void c3_one(float *restrict c3, float *restrict ss, const float *restrict
     int first[17];
     c3_ranges(first, net->c3_out);
     for (int m = 0; m < 16; m++)
-        for (int v = 0; v < C3_NV; v++) {
+        for (int v = 0; v * VL < 10; v++) {   /* the vectors holding columns 0..9 */
             vf acc[10];
             for (int i = 0; i < 10; i++) acc[i] = vset1(b[m]);
             for (int q = first[m]; q < first[m + 1]; q++) {
@@ -645,7 +649,7 @@ static void add_hsums25(float *restrict dw, const vf *restrict acc)
 {
     int k = 0;
     for (; k + 4 <= 25; k += 4)
-        _mm_storeu_ps(dw + k, _mm_add_ps(_mm_loadu_ps(dw + k), vhsum4(acc[k], acc[k + 1], acc[k + 2], acc[k + 3])));
+        vhsum4_add(dw + k, acc[k], acc[k + 1], acc[k + 2], acc[k + 3]);
     dw[24] += vhsum(acc[24]);
 }
 

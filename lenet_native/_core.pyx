@@ -10,7 +10,7 @@ wrappers return freshly zeroed gradient arrays into which the C code accumulates
 Instruction-set variants: the whole-network functions (forward, loss_grad, hessian_diag,
 sdlm_epoch) take ``isa=None`` -- one of ``available_isas()``; None means ``default_isa()``,
 chosen once at import: the fastest variant this CPU supports, or the one named by the
-environment variable LENET_NATIVE_ISA (portable | avx2 | avx512; an unknown, unbuilt or
+environment variable LENET_NATIVE_ISA (portable | vec128 | avx2 | avx512; an unknown, unbuilt or
 unsupported name makes the import fail with a ValueError saying why).
 """
 import os
