@@ -39,8 +39,9 @@ SIMD_PROBE = {
     "avx512": "#include <immintrin.h>\nint main(void) { __m512 a = _mm512_set1_ps(1.0f);\n"
               "  a = _mm512_fmadd_ps(a, a, a); return (int)_mm512_reduce_add_ps(a) == 32 ? 0 : 1; }\n",
     "vec128": "typedef float v4 __attribute__((vector_size(16)));\n"
-              "int main(void) { v4 a = {1.0f, 2.0f, 3.0f, 4.0f};\n"
-              "  v4 b = __builtin_shufflevector(a, a, 3, 2, 1, 0) * a; return b[0] == 4.0f ? 0 : 1; }\n",
+              "typedef int v4i __attribute__((vector_size(16)));\n"
+              "int main(void) { v4 a = {1.0f, 2.0f, 3.0f, 4.0f}; v4i m = a < a * a;\n"
+              "  v4 b = (v4)(m & (v4i)a) / a; return b[0] == 0.0f ? 0 : 1; }\n",
 }
 
 

@@ -228,6 +228,12 @@ static inline float vhsum(vf a)
 typedef float vf __attribute__((vector_size(16)));
 typedef int32_t vi __attribute__((vector_size(16)));
 typedef float vfu __attribute__((vector_size(16), aligned(4)));   /* for unaligned access */
+/* lanes i0..i3 of the 8 lanes of a then b (Clang, GCC 12+; older GCC: __builtin_shuffle) */
+#if defined(__clang__) || __GNUC__ >= 12
+#define VSHUF(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#else
+#define VSHUF(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (vi){i0, i1, i2, i3})
+#endif
 
 static inline vf vload(const float *p) { return *(const vfu *)p; }
 static inline vf vloada(const float *p) { return *(const vf *)p; }
@@ -277,25 +283,25 @@ static inline void vhsum4_add(float *dst, vf a, vf b, vf c, vf d)
     dst[0] += vhsum(a); dst[1] += vhsum(b); dst[2] += vhsum(c); dst[3] += vhsum(d);
 }
 /* a0 a0 a1 a1 and a2 a2 a3 a3 */
-static inline vf vdup_lo(vf a) { return __builtin_shufflevector(a, a, 0, 0, 1, 1); }
-static inline vf vdup_hi(vf a) { return __builtin_shufflevector(a, a, 2, 2, 3, 3); }
+static inline vf vdup_lo(vf a) { return VSHUF(a, a, 0, 0, 1, 1); }
+static inline vf vdup_hi(vf a) { return VSHUF(a, a, 2, 2, 3, 3); }
 /* even and odd elements of a, b: ev = a0 a2 b0 b2, od = a1 a3 b1 b3 */
 static inline void vdeint(vf a, vf b, vf *ev, vf *od)
 {
-    *ev = __builtin_shufflevector(a, b, 0, 2, 4, 6);
-    *od = __builtin_shufflevector(a, b, 1, 3, 5, 7);
+    *ev = VSHUF(a, b, 0, 2, 4, 6);
+    *od = VSHUF(a, b, 1, 3, 5, 7);
 }
 /* r[0..4) as a 4 x 4 matrix (r[i] its row i), transposed in place */
 static inline void vtranspose(vf r[4])
 {
-    const vf t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5);   /* r00 r10 r01 r11 */
-    const vf t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);   /* r02 r12 r03 r13 */
-    const vf t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);
-    const vf t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
-    r[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
-    r[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
-    r[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
-    r[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+    const vf t0 = VSHUF(r[0], r[1], 0, 4, 1, 5);   /* r00 r10 r01 r11 */
+    const vf t1 = VSHUF(r[0], r[1], 2, 6, 3, 7);   /* r02 r12 r03 r13 */
+    const vf t2 = VSHUF(r[2], r[3], 0, 4, 1, 5);
+    const vf t3 = VSHUF(r[2], r[3], 2, 6, 3, 7);
+    r[0] = VSHUF(t0, t2, 0, 1, 4, 5);
+    r[1] = VSHUF(t0, t2, 2, 3, 6, 7);
+    r[2] = VSHUF(t1, t3, 0, 1, 4, 5);
+    r[3] = VSHUF(t1, t3, 2, 3, 6, 7);
 }
 
 #else
