@@ -38,10 +38,16 @@ SIMD_PROBE = {
             "  a = _mm256_fmadd_ps(a, a, a); return (int)_mm256_cvtss_f32(a) == 2 ? 0 : 1; }\n",
     "avx512": "#include <immintrin.h>\nint main(void) { __m512 a = _mm512_set1_ps(1.0f);\n"
               "  a = _mm512_fmadd_ps(a, a, a); return (int)_mm512_reduce_add_ps(a) == 32 ? 0 : 1; }\n",
+    # what csrc/simd.h's vec128 block uses: vector arithmetic, comparisons, shuffles
     "vec128": "typedef float v4 __attribute__((vector_size(16)));\n"
               "typedef int v4i __attribute__((vector_size(16)));\n"
+              "#if defined(__clang__) || __GNUC__ >= 12\n"
+              "#define VSHUF(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)\n"
+              "#else\n"
+              "#define VSHUF(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (v4i){i0, i1, i2, i3})\n"
+              "#endif\n"
               "int main(void) { v4 a = {1.0f, 2.0f, 3.0f, 4.0f}; v4i m = a < a * a;\n"
-              "  v4 b = (v4)(m & (v4i)a) / a; return b[0] == 0.0f ? 0 : 1; }\n",
+              "  v4 b = (v4)(m & (v4i)a) / VSHUF(a, a, 3, 2, 1, 0); return b[0] == 0.0f ? 0 : 1; }\n",
 }
 
 

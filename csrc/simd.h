@@ -218,9 +218,10 @@ static inline float vhsum(vf a)
 
 #elif defined(LENET_SIMD_VEC128)
 
-/* Plain C with vector types: every operation is one IEEE operation per lane (a*b + c is
- * two roundings: no fused multiply-add, and the contraction pragma keeps compilers from
- * fusing on their own), so the results are the same on every CPU the variant runs on. */
+/* Plain C with vector types: every operation is one IEEE single-precision operation per
+ * lane. a*b + c is two roundings (no fused multiply-add: GCC does not contract under
+ * -std=c99, and the pragma keeps Clang from it), so the arithmetic does not depend on
+ * whether the target has an FMA instruction. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF   /* GCC: off already under -std=c99 (setup.py) */
 #endif
@@ -337,9 +338,10 @@ static inline void vscatter_lanes(float *restrict x, size_t stride, const float 
  * the coefficients a relative minimax fit of tanh(x)/x on [0, 9] (relative error 1.3e-9,
  * far below float32 rounding) with S and A folded in. P and Q have positive leading terms
  * and Horner's rule on them is well conditioned; the quotient is vquot (AVX-512: a
- * 14-bit reciprocal and one Newton step on the quotient; AVX2: a division).
+ * 14-bit reciprocal and one Newton step on the quotient; AVX2 and vec128: a division).
  * Error bound: at most 6 float32 ulps of A tanh(S a) (measured: 5.3 ulps over every float
- * in [2^-126, 20]); tests/test_isa.py checks it for every variant. NaN propagates (the
+ * in [2^-126, 20] for AVX-512, 5.0 for AVX2, 5.4 for vec128, whose multiply-adds round
+ * twice); tests/test_isa.py checks the bound for every variant. NaN propagates (the
  * clamp's min/max return their second operand, a, when it is NaN). */
 static inline vf vsquash(vf a)
 {
