@@ -253,8 +253,9 @@ static void c1_one(float *restrict c1, float *restrict xs, const float *restrict
 }
 
 /* C3 of one image: c3 (16, 10, 10) pre-activation. ss (6, 5, 14, 16) is scratch:
- * ss[c][kj][r][t] = s2[c][r][kj + t] (zeros past the row), so every load is aligned; each
- * output row is 16 / VL vectors of which the first 10 columns are kept. */
+ * ss[c][kj][r][t] = s2[c][r][kj + t] (zeros past the row), so every load is aligned; with
+ * 16 lanes each output row is one vector of which the first 10 columns are kept (with 4 or
+ * 8 lanes, see C3_MAINV below). The backward (sdlm_sample) reads all 16 / VL vectors. */
 #define C3_NV (16 / VL)
 static void build_ss(float *restrict ss, const float *restrict s2)
 {
@@ -268,7 +269,33 @@ static void build_ss(float *restrict ss, const float *restrict s2)
                 }
 }
 
-static void c3_one(float *restrict c3, float *restrict ss, const float *restrict s2,
+#if VL < 16
+/* With 4 or 8 lanes, columns 0..7 of a C3 row are 8 / VL full vectors and columns 8..9 are
+ * packed: two per row, VL / 2 rows per vector (3 vectors for 10 rows at 8 lanes, 5 at 4)
+ * instead of a mostly empty vector per row. tl (6, 5, 16, 2) is their input:
+ * tl[c][kj][r][j] = s2[c][r][8 + j + kj] (rows 14, 15 zero), so the tail vector t of tap
+ * (ki, kj) is the VL floats from tl[c][kj][t * VL / 2 + ki][0]. */
+#define C3_MAINV (8 / VL)
+#define C3_TAILV ((20 + VL - 1) / VL)
+#define TL_FLOATS (6 * 5 * 32)
+static void build_tail(float *restrict tl, const float *restrict s2)
+{
+    for (int c = 0; c < 6; c++)
+        for (int kj = 0; kj < 5; kj++) {
+            float *t = tl + (c * 5 + kj) * 32;
+            for (int r = 0; r < 14; r++) {
+                t[r * 2] = s2[c * 196 + r * 14 + 8 + kj];
+                t[r * 2 + 1] = s2[c * 196 + r * 14 + 9 + kj];
+            }
+            for (int k = 28; k < 32; k++) t[k] = 0.0f;
+        }
+}
+#else
+#define C3_MAINV 1
+#define TL_FLOATS 0
+#endif
+
+static void c3_one(float *restrict c3, float *restrict ss, float *restrict tl, const float *restrict s2,
                    const lenet_net *net)
 {
     const float *w = P(net, LENET_OFF_C3_W), *b = P(net, LENET_OFF_C3_B);
@@ -276,7 +303,7 @@ static void c3_one(float *restrict c3, float *restrict ss, const float *restrict
     int first[17];
     c3_ranges(first, net->c3_out);
     for (int m = 0; m < 16; m++)
-        for (int v = 0; v * VL < 10; v++) {   /* the vectors holding columns 0..9 */
+        for (int v = 0; v < C3_MAINV; v++) {
             vf acc[10];
             for (int i = 0; i < 10; i++) acc[i] = vset1(b[m]);
             for (int q = first[m]; q < first[m + 1]; q++) {
@@ -292,6 +319,33 @@ static void c3_one(float *restrict c3, float *restrict ss, const float *restrict
             const int cnt = 10 - v * VL < VL ? 10 - v * VL : VL;
             for (int i = 0; i < 10; i++) vstore_first(c3 + m * 100 + i * 10 + v * VL, acc[i], cnt);
         }
+#if VL < 16
+    build_tail(tl, s2);
+    for (int m = 0; m < 16; m++) {
+        vf acc[C3_TAILV];
+        for (int t = 0; t < C3_TAILV; t++) acc[t] = vset1(b[m]);
+        for (int q = first[m]; q < first[m + 1]; q++) {
+            const float *tq = tl + net->c3_in[q] * 5 * 32;
+            const float *wq = w + q * 25;
+            for (int ki = 0; ki < 5; ki++)
+                for (int kj = 0; kj < 5; kj++) {
+                    const vf wv = vset1(wq[ki * 5 + kj]);
+                    const float *base = tq + kj * 32 + ki * 2;
+                    for (int t = 0; t < C3_TAILV; t++) acc[t] = vfma(wv, vload(base + t * VL), acc[t]);
+                }
+        }
+        for (int t = 0; t < C3_TAILV; t++) {
+            float lanes[VL];
+            vstore(lanes, acc[t]);
+            for (int p = 0; p < VL / 2 && t * (VL / 2) + p < 10; p++) {
+                c3[m * 100 + (t * (VL / 2) + p) * 10 + 8] = lanes[2 * p];
+                c3[m * 100 + (t * (VL / 2) + p) * 10 + 9] = lanes[2 * p + 1];
+            }
+        }
+    }
+#else
+    (void)tl;
+#endif
 }
 
 /* workspace of forward_one (floats) */
@@ -303,7 +357,8 @@ static void c3_one(float *restrict c3, float *restrict ss, const float *restrict
 #define O_C5 (O_S4 + RUP(400 + PAD))
 #define O_F6 (O_C5 + C5S)
 #define O_OUT (O_F6 + F6S)
-#define ONE_WS (O_OUT + OUTS)
+#define O_TL (O_OUT + OUTS)                 /* C3's packed tail input (VL < 16) */
+#define ONE_WS (O_TL + RUP(TL_FLOATS))
 
 /* forward_one with C1's and C3's pre-shifted inputs built in xs (5, 32, 32) and
  * ss (6, 5, 14, 16), which may be the same buffer (forward_one) or two that the caller
@@ -315,7 +370,7 @@ static void forward_one_keep(float *restrict out, float *restrict acts, const le
     float *c5 = ws + O_C5, *f6 = ws + O_F6;
     c1_one(c1, xs, x, P(net, LENET_OFF_C1_W), P(net, LENET_OFF_C1_B));
     pool_one(s2, c1, P(net, LENET_OFF_S2_W), P(net, LENET_OFF_S2_B), 6, 28, 28);
-    c3_one(c3, ss, s2, net);
+    c3_one(c3, ss, ws + O_TL, s2, net);
     squash_inplace(c3, 1600);
     pool_one(s4, c3, P(net, LENET_OFF_S4_W), P(net, LENET_OFF_S4_B), 16, 10, 10);
     dense_layers(c5, f6, out, 10, s4, 400, 1, net);
