@@ -1,6 +1,6 @@
 """The whole network: forward at batch 1, 64, 1024, 10000 and a training step
 (loss_and_grad at batch 64), NumPy reference against native; then native only, every
-instruction-set variant this CPU has at 1 and 2 threads.
+instruction-set variant this CPU has at 1 and 2 threads, and for one image.
 
     pytest benchmarks/test_bench_network.py --benchmark-group-by=group
 """
@@ -62,6 +62,15 @@ def test_train_isa_threads(benchmark, net, isa, threads):
     benchmark.pedantic(_core.loss_grad, args=(net.flat, _C3_OUT, _C3_IN, net.head, net.x[:64],
                                               net.labels[:64], 1.0 / 64, threads),
                        kwargs={"isa": isa}, rounds=30, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_single_image_isa(benchmark, net, isa):
+    """One image through each variant's single-image path (_core.forward, one thread)."""
+    benchmark.group = "native forward one image: isa"
+    benchmark.extra_info["images"] = 1
+    benchmark.pedantic(net.forward, args=(net.x[:1], 1, isa), rounds=2000, iterations=1,
+                       warmup_rounds=10)
 
 
 def test_single_image_model_forward(benchmark, net):
