@@ -19,6 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MSVC's C compiler outside its C11 mode knows C99's restrict only as __restrict (not
+ * built or tested here: the project's machines have no Windows) */
+#if defined(_MSC_VER) && !defined(__clang__) && !defined(__cplusplus) && !defined(restrict) \
+    && (!defined(__STDC_VERSION__) || __STDC_VERSION__ < 201112L)
+#define restrict __restrict
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
