@@ -480,9 +480,7 @@ def warp_rows(const float[:, :, ::1] x not None, const float[::1] ax not None,
         raise ValueError("warp_rows: the map arrays must have one entry per image")
     if H < 1 or W < 1 or H > 4096 or W > 4096:
         raise ValueError(f"warp_rows: image size must be 1..4096, got {H}x{W}")
-    if not (np.isfinite(np.asarray(ax)).all() and np.isfinite(np.asarray(axy)).all()
-            and np.isfinite(np.asarray(ayy)).all() and np.isfinite(np.asarray(offx)).all()
-            and np.isfinite(np.asarray(offy)).all()):
+    if not all(np.isfinite(np.asarray(a)).all() for a in (ax, axy, ayy, offx, offy)):
         raise ValueError("warp_rows: the maps must be finite")
     res = np.empty((N, H, W), np.float32)
     if N == 0:

@@ -238,6 +238,11 @@ def test_c_warp_rejects_inconsistent_maps():
     nan[1] = np.nan
     with pytest.raises(ValueError, match="finite"):
         _core.warp_rows(x, one, one, one, nan, one, -0.1)
+    for k in range(5):   # whichever of the five maps holds it
+        maps = [one] * 5
+        maps[k] = nan
+        with pytest.raises(ValueError, match="maps must be finite"):
+            _core.warp_rows(x, *maps, -0.1)
 
 
 def test_fast_separable_path_matches_the_general_one():
