@@ -480,7 +480,8 @@ def warp_rows(const float[:, :, ::1] x not None, const float[::1] ax not None,
         raise ValueError("warp_rows: the map arrays must have one entry per image")
     if H < 1 or W < 1 or H > 4096 or W > 4096:
         raise ValueError(f"warp_rows: image size must be 1..4096, got {H}x{W}")
-    if not all(np.isfinite(np.asarray(a)).all() for a in (ax, axy, ayy, offx, offy)):
+    if not np.isfinite(np.concatenate([np.asarray(ax), np.asarray(axy), np.asarray(ayy),
+                                       np.asarray(offx), np.asarray(offy)])).all():
         raise ValueError("warp_rows: the maps must be finite")
     res = np.empty((N, H, W), np.float32)
     if N == 0:
