@@ -1,20 +1,16 @@
 """Shared data for the benchmarks (built outside the timed calls).
 
-libgomp's default wait policy (spin, then sleep) makes a thread that is spinning on a busy,
-shared machine miss its turn for whole scheduler slices; benchmarks therefore default to
-OMP_WAIT_POLICY=PASSIVE (set before lenet_native loads libgomp). Export it yourself to
-compare.
+The OpenMP wait policy is whatever the environment says (OMP_WAIT_POLICY; unset: libgomp's
+default, spin a while and then sleep). native and PyTorch share the process's one libgomp,
+so the comparisons run both under the same policy; PASSIVE costs PyTorch's training loop
+about 40 % here, so it is not set for them (benchmarks/README.md, "Measuring on a shared machine").
 """
-import os
+import numpy as np
+import pytest
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import lenet_native as ln  # noqa: E402
-from lenet_native import _core  # noqa: E402
-from lenet_native.model import _C3_IN, _C3_OUT  # noqa: E402
+import lenet_native as ln
+from lenet_native import _core
+from lenet_native.model import _C3_IN, _C3_OUT
 
 IMPLS = ["reference", "native"]
 ISAS = _core.available_isas()

@@ -13,7 +13,7 @@ import pytest
 
 import lenet_native as ln
 from lenet_native import _core, reference as ref
-from lenet_native.bench import _torch_module
+from lenet_native.bench import _torch_module, omp_wait_policy
 from lenet_native.model import _C3_IN, _C3_OUT, param_vector, trainable_mask
 
 THREADS = 2
@@ -170,8 +170,10 @@ def test_sgd_step_native_vs_torch_interleaved(benchmark, data):
     med = {k: float(np.median(v)) for k, v in times.items()}
     benchmark.extra_info.update({"native_median_ms": med["native"] * 1e3,
                                  "torch_median_ms": med["torch"] * 1e3,
-                                 "torch_over_native": med["torch"] / med["native"]})
-    print(f"\nsgd step, batch {BATCH}, {THREADS} threads, interleaved: native "
+                                 "torch_over_native": med["torch"] / med["native"],
+                                 "omp_wait_policy": omp_wait_policy()})
+    print(f"\nsgd step, batch {BATCH}, {THREADS} threads, OMP_WAIT_POLICY={omp_wait_policy()}, "
+          f"interleaved: native "
           f"{med['native'] * 1e3:.3f} ms, torch {med['torch'] * 1e3:.3f} ms, "
           f"ratio {med['torch'] / med['native']:.2f}x")
 
@@ -229,8 +231,10 @@ def test_sgd_epoch_native_vs_torch(benchmark):
     ratios = [t / n for t, n in zip(torch_s, native_s)]
     benchmark.extra_info.update({"native_epoch_s": native_s, "torch_epoch_s": torch_s,
                                  "torch_over_native": ratios,
-                                 "median_torch_over_native": statistics.median(ratios)})
-    print(f"\nsgd epoch, 60,000 images, batch {BATCH}, {THREADS} threads, alternating: native "
+                                 "median_torch_over_native": statistics.median(ratios),
+                                 "omp_wait_policy": omp_wait_policy()})
+    print(f"\nsgd epoch, 60,000 images, batch {BATCH}, {THREADS} threads, "
+          f"OMP_WAIT_POLICY={omp_wait_policy()}, alternating: native "
           + ", ".join(f"{v:.2f}" for v in native_s) + " s; torch "
           + ", ".join(f"{v:.2f}" for v in torch_s) + " s; ratios "
           + ", ".join(f"{v:.1f}x" for v in ratios) + f"; median {statistics.median(ratios):.1f}x")

@@ -4,15 +4,12 @@
     >>> model = ln.LeNet5(head="softmax", seed=0)
     >>> model.forward(ln.preprocess(digits))      # (N, 10) logits
 """
-import os as _os
+# The OpenMP wait policy is left to the user (OMP_WAIT_POLICY, read once by libgomp when it
+# loads). A process has one libgomp, shared with PyTorch and any other OpenMP user, so
+# setting it here would change their speed too: when this package set PASSIVE (earlier
+# versions did), a PyTorch training loop in the same process ran about 40 % slower. README, "Reliability", says when PASSIVE helps (a busy machine).
 
-# libgomp's default wait policy spins idle threads before sleeping; on a loaded or shared
-# machine (CI, a 2-core VM) that collapses multi-threaded calls (measured 85k -> 3.4k
-# images/s at batch 64). Passive waiting is set before the extension loads libgomp; a
-# value the user set wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from .model import C3_TABLE, LeNet5, preprocess  # noqa: E402
+from .model import C3_TABLE, LeNet5, preprocess
 
 __version__ = "0.1.0"
 __all__ = ["LeNet5", "preprocess", "C3_TABLE", "__version__"]

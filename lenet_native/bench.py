@@ -304,9 +304,15 @@ def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scal
     return rows, notes, scaled, threads
 
 
+def omp_wait_policy() -> str:
+    """OMP_WAIT_POLICY as the process's libgomp read it: the variable, or "default" (spin a
+    while, then sleep). native and PyTorch share one libgomp, so one policy holds for both."""
+    return os.environ.get("OMP_WAIT_POLICY") or "default"
+
+
 def _table(rows, notes, threads):
     lines = [f"LeNet-5 forward, {platform.machine()} ({os.cpu_count()} CPUs), threads={threads}, "
-             f"isa={_core.default_isa()}"]
+             f"isa={_core.default_isa()}, OMP_WAIT_POLICY={omp_wait_policy()}"]
     lines += ["  " + n for n in notes]
     lines.append(f"{'engine':<12}{'batch':>8}{'images/s':>14}{'us/image':>12}{'vs native':>11}")
     native = {r["batch"]: r["images_per_s"] for r in rows if r["engine"] == "native"}
@@ -358,6 +364,7 @@ def run_bench(batches=DEFAULT_BATCHES, threads=None, json=False, chart=None, eng
         notes.append(_chart(rows, chart, threads))
     if json:
         return _json.dumps({"threads": threads, "isa": _core.default_isa(), "head": head,
+                            "omp_wait_policy": omp_wait_policy(),
                             "notes": notes, "results": rows, "scaling": scaling}, indent=2)
     return _table(rows, notes, threads)
 

@@ -225,3 +225,17 @@ def test_forked_child_can_compute():
     proc = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120,
                           env=child_env(), cwd=tempfile.gettempdir())  # import the installed package
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_import_leaves_the_openmp_wait_policy_alone():
+    """The process's one libgomp is shared with PyTorch and others: importing the package
+    and running a threaded call must not set OMP_WAIT_POLICY for them (an earlier version
+    set PASSIVE, which slowed PyTorch's training loop in the same process by about 40 %)."""
+    code = ("import os, numpy as np, lenet_native as ln\n"
+            "ln.LeNet5(seed=0, threads=2).forward(np.zeros((32, 32, 32), np.float32))\n"
+            "print(repr(os.environ.get('OMP_WAIT_POLICY')))\n")
+    env = {k: v for k, v in child_env().items() if k != "OMP_WAIT_POLICY"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tempfile.gettempdir())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "None"
