@@ -7,7 +7,8 @@
 # The OpenMP wait policy is left to the user (OMP_WAIT_POLICY, read once by libgomp when it
 # loads). A process has one libgomp, shared with PyTorch and any other OpenMP user, so
 # setting it here would change their speed too: when this package set PASSIVE (earlier
-# versions did), a PyTorch training loop in the same process ran about 40 % slower. README, "Reliability", says when PASSIVE helps (a busy machine).
+# versions did), a PyTorch training loop in the same process ran about 40 % slower.
+# README, "Reliability", says when PASSIVE helps (a busy machine).
 
 from .model import C3_TABLE, LeNet5, preprocess
 

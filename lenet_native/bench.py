@@ -305,8 +305,8 @@ def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scal
 
 
 def omp_wait_policy() -> str:
-    """OMP_WAIT_POLICY as the process's libgomp read it: the variable, or "default" (spin a
-    while, then sleep). native and PyTorch share one libgomp, so one policy holds for both."""
+    """The environment's OMP_WAIT_POLICY, or "default" (libgomp: spin a while, then sleep).
+    libgomp reads it once, when it loads; native and PyTorch share that one libgomp."""
     return os.environ.get("OMP_WAIT_POLICY") or "default"
 
 
