@@ -29,6 +29,8 @@ def test_json_with_thread_scaling():
     doc = json.loads(bench.run_bench(batches=(3, 16), threads=2, engines=("native",), json=True,
                                      head="rbf", **FAST))
     assert doc["threads"] == 2 and doc["head"] == "rbf"
+    # the wait policy native and PyTorch ran under (they share the process's libgomp)
+    assert doc["omp_wait_policy"] == (os.environ.get("OMP_WAIT_POLICY") or "default")
     assert {(r["engine"], r["batch"]) for r in doc["results"]} == {("native", 3), ("native", 16)}
     for r in doc["results"]:
         assert r["reps"] >= 1 and r["images_per_s"] == pytest.approx(1e6 / r["us_per_image"])
