@@ -3,7 +3,8 @@
 The OpenMP wait policy is whatever the environment says (OMP_WAIT_POLICY; unset: libgomp's
 default, spin a while and then sleep). native and PyTorch share the process's one libgomp,
 so the comparisons run both under the same policy; PASSIVE costs PyTorch's training loop
-about 40 % here, so it is not set for them (benchmarks/README.md, "Measuring on a shared machine").
+about 40 % here, so it is not set for them (benchmarks/README.md, "Measuring on a shared
+machine").
 """
 import numpy as np
 import pytest
