@@ -290,6 +290,8 @@ def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scal
             notes.append(f"{name}: skipped: its outputs disagree with native (max difference {err:.3g})")
             continue
         notes.append(f"{name}: {desc}; outputs agree with native (max difference {err:.2g})")
+        if name == "torch" and omp_wait_policy().strip().upper() == "PASSIVE":
+            notes.append(PASSIVE_TORCH_NOTE)
         time.sleep(0.2)
         for b in batches:
             (sec,), reps = _time_interleaved([fn], x[:b], min_time,
@@ -302,6 +304,11 @@ def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scal
         gc.collect()   # an ONNX Runtime session joins its threads when it goes
     rows.sort(key=lambda r: (r["batch"], ENGINES.index(r["engine"])))
     return rows, notes, scaled, threads
+
+
+PASSIVE_TORCH_NOTE = ("torch: OMP_WAIT_POLICY=PASSIVE holds for PyTorch's threads too (one "
+                      "libgomp per process) and lowers its figures; unset it to compare like "
+                      "with like")
 
 
 def omp_wait_policy() -> str:

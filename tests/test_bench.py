@@ -67,6 +67,27 @@ def test_an_engine_that_disagrees_is_not_timed(monkeypatch):
     assert any(n.startswith("reference: skipped: its outputs disagree with native") for n in notes)
 
 
+@pytest.mark.parametrize("policy", ["PASSIVE", "passive", None, "ACTIVE"])
+def test_passive_wait_policy_is_flagged_for_torch(monkeypatch, policy):
+    """PyTorch shares the process's libgomp: under PASSIVE its figures are lower than on its
+    own, and the bench says so beside its row (a stand-in engine plays torch here)."""
+    real = bench._engine
+
+    def engine(name, model, threads):
+        if name == "torch":
+            return (lambda x: model.forward(x), "stand-in for PyTorch")
+        return real(name, model, threads)
+
+    monkeypatch.setattr(bench, "_engine", engine)
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    rows, notes = bench.measure(batches=(2,), threads=1, engines=("native", "torch"), **FAST)
+    assert [r["engine"] for r in rows] == ["native", "torch"]
+    assert (bench.PASSIVE_TORCH_NOTE in notes) == (policy in ("PASSIVE", "passive"))
+
+
 @pytest.mark.skipif(bool(os.environ.get("LENET_NATIVE_SANITIZE_RUN")),
                     reason="under .ci/sanitize's preloaded ASan runtime, matplotlib's C++ "
                            "extension aborts at import (no __cxa_throw to intercept): "
