@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lenet_native import _core, reference as ref
-from lenet_native.model import _C3_IN, _C3_OUT
+from lenet_native.model import _C3_IN, _C3_OUT, _c5_line_offset
 
 from conftest import IMPLS, ISAS
 
@@ -112,11 +112,10 @@ def test_thread_scaling_interleaved(benchmark, net):
 def _placed_copy(flat, placed):
     """flat copied into a vector whose C5 weights start on a 64-byte line (placed) or 16
     bytes past one (where a plain float32 array of the parameters used to put them)."""
-    off = _core.PARAM_OFFSETS["c5.weight"][0]
     raw = np.empty(flat.size + 32, np.float32)
     for lead in range(16):
         p = raw[lead:lead + flat.size]
-        if (p.ctypes.data + 4 * off) % 64 == (0 if placed else 16):
+        if _c5_line_offset(p) == (0 if placed else 16):
             p[:] = flat
             return p
     raise AssertionError("no placement found")

@@ -29,6 +29,20 @@ def data():
     return x, y
 
 
+def _sgd_2048(flat, vel, mask, x, y):
+    """SGD over the 2,048 samples in steps of BATCH, THREADS threads (rbf head)."""
+    for lo in range(0, 2048, BATCH):
+        _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, _C3_OUT, _C3_IN, "rbf",
+                             x[lo:lo + BATCH], y[lo:lo + BATCH], 1.0 / BATCH, THREADS)
+
+
+def _sdlm_steps(mask):
+    """An SDLM step vector placed like the trainer's (model.param_vector)."""
+    step = param_vector()
+    step[:] = 1e-5 * mask
+    return step
+
+
 @pytest.mark.parametrize("impl", ["reference", "native", "torch"])
 def test_sgd_step(benchmark, data, impl):
     benchmark.group = f"sgd step batch {BATCH}, {THREADS} threads"
@@ -83,15 +97,12 @@ def test_sdlm_against_sgd(benchmark, data, optimizer):
     flat = model._flat
     mask = trainable_mask("rbf")
     if optimizer == "sgd":
-        vel = np.zeros_like(flat)
+        vel = param_vector()
 
         def run():
-            for lo in range(0, 2048, BATCH):
-                _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, _C3_OUT, _C3_IN, "rbf",
-                                     x[lo:lo + BATCH], y[lo:lo + BATCH], 1.0 / BATCH, THREADS)
+            _sgd_2048(flat, vel, mask, x, y)
     else:
-        step = param_vector()        # placed like the trainer's step vector
-        step[:] = 1e-5 * mask
+        step = _sdlm_steps(mask)
         order = np.arange(2048, dtype=np.int64)
 
         def run():
@@ -109,17 +120,13 @@ def test_sdlm_against_sgd_interleaved(benchmark, data):
     x, y = data
     model = ln.LeNet5(head="rbf", seed=0, threads=THREADS)
     flat, mask = model._flat, trainable_mask("rbf")
-    vel = param_vector()
-    step = param_vector()
-    step[:] = 1e-5 * mask
+    vel, step = param_vector(), _sdlm_steps(mask)
     order = np.arange(2048, dtype=np.int64)
     times = {"sgd": [], "sdlm": []}
 
     def pair():
         t0 = time.perf_counter()
-        for lo in range(0, 2048, BATCH):
-            _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, _C3_OUT, _C3_IN, "rbf",
-                                 x[lo:lo + BATCH], y[lo:lo + BATCH], 1.0 / BATCH, THREADS)
+        _sgd_2048(flat, vel, mask, x, y)
         t1 = time.perf_counter()
         _core.sdlm_epoch(flat, _C3_OUT, _C3_IN, "rbf", step, x, y, order)
         t2 = time.perf_counter()
@@ -250,7 +257,7 @@ def test_sdlm_param_placement(benchmark, data, placement):
     model = ln.LeNet5(head="rbf", seed=0)
     placed = placement == "placed"
     flat = _placed_copy(model._flat, placed)
-    step = _placed_copy((1e-5 * trainable_mask("rbf")).astype(np.float32), placed)
+    step = _placed_copy(_sdlm_steps(trainable_mask("rbf")), placed)
     order = np.arange(512, dtype=np.int64)
     benchmark.pedantic(_core.sdlm_epoch, args=(flat, _C3_OUT, _C3_IN, "rbf", step, x, y, order),
                        rounds=10, iterations=1, warmup_rounds=1)

@@ -53,8 +53,8 @@ int lenet_isa_supported(int isa)
 
 int lenet_best_isa(void)
 {
-    static const int fastest_first[LENET_NISA] = {LENET_ISA_AVX512, LENET_ISA_AVX2, LENET_ISA_VEC128,
-                                                  LENET_ISA_PORTABLE};
+    const int fastest_first[LENET_NISA] = {LENET_ISA_AVX512, LENET_ISA_AVX2, LENET_ISA_VEC128,
+                                           LENET_ISA_PORTABLE};
     for (int k = 0; k < LENET_NISA; k++)
         if (lenet_isa_supported(fastest_first[k])) return fastest_first[k];
     return LENET_ISA_PORTABLE;

@@ -153,7 +153,6 @@ static float *grad_frames(float *p)
     return align64(p + LENET_OFF_C5_W) - LENET_OFF_C5_W;
 }
 
-/* 1 if none of x[0..n) is a NaN or an infinity (exponent bits all ones); vectorises. */
 /* 1 if every value is finite with |x| < 2^LENET_MAX_INPUT_LOG2 (read from the exponent
  * bits, so NaN and infinities fail too). Larger inputs would overflow float32 inside the
  * network (C1 sums, the Gauss-Newton x^2) and give a silently wrong answer. */

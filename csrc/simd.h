@@ -75,12 +75,6 @@ static inline __m128 vhsum4(vf a, vf b, vf c, vf d)
     return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0,
                                                                            0, 0, 0, 0, 0, 0, 0, 0), u));
 }
-/* dst[0..4) = / += the sums of the lanes of a, b, c, d (vhsum4) */
-static inline void vhsum4_store(float *dst, vf a, vf b, vf c, vf d) { _mm_storeu_ps(dst, vhsum4(a, b, c, d)); }
-static inline void vhsum4_add(float *dst, vf a, vf b, vf c, vf d)
-{
-    _mm_storeu_ps(dst, _mm_add_ps(_mm_loadu_ps(dst), vhsum4(a, b, c, d)));
-}
 /* r[0..16) as a 16 x 16 matrix (r[i] its row i), transposed in place: 64 shuffles, no
  * memory (a gather per vector is 3x slower here) */
 static inline void vtranspose(vf r[16])
@@ -181,12 +175,6 @@ static inline __m128 vhsum4(vf a, vf b, vf c, vf d)
     const __m256 h = _mm256_hadd_ps(u, u);   /* a c a c | b d b d */
     const __m128 lo = _mm256_castps256_ps128(h), hi = _mm256_extractf128_ps(h, 1);
     return _mm_unpacklo_ps(lo, hi);          /* a b c d */
-}
-/* dst[0..4) = / += the sums of the lanes of a, b, c, d (vhsum4) */
-static inline void vhsum4_store(float *dst, vf a, vf b, vf c, vf d) { _mm_storeu_ps(dst, vhsum4(a, b, c, d)); }
-static inline void vhsum4_add(float *dst, vf a, vf b, vf c, vf d)
-{
-    _mm_storeu_ps(dst, _mm_add_ps(_mm_loadu_ps(dst), vhsum4(a, b, c, d)));
 }
 /* r[0..8) as an 8 x 8 matrix (r[i] its row i), transposed in place */
 static inline void vtranspose(vf r[8])
@@ -307,6 +295,15 @@ static inline void vtranspose(vf r[4])
 
 #else
 #error "simd.h needs LENET_SIMD_AVX2, LENET_SIMD_AVX512 or LENET_SIMD_VEC128"
+#endif
+
+#if defined(LENET_SIMD_AVX512) || defined(LENET_SIMD_AVX2)
+/* dst[0..4) = / += the sums of the lanes of a, b, c, d (the variant's vhsum4) */
+static inline void vhsum4_store(float *dst, vf a, vf b, vf c, vf d) { _mm_storeu_ps(dst, vhsum4(a, b, c, d)); }
+static inline void vhsum4_add(float *dst, vf a, vf b, vf c, vf d)
+{
+    _mm_storeu_ps(dst, _mm_add_ps(_mm_loadu_ps(dst), vhsum4(a, b, c, d)));
+}
 #endif
 
 /* X[k * VL + l] = x[l * stride + k] for k < count, l < n (lanes l >= n: 0): n image rows

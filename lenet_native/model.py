@@ -200,13 +200,19 @@ def param_vector() -> np.ndarray:
     lines and the single-image forward spends about twice as long in C5. Only speed
     depends on the placement: results do not (the C code never looks at addresses)."""
     raw = np.zeros(_core.NPARAMS + 16, dtype=np.float32)
-    lead = -(raw.ctypes.data // 4 + _core.PARAM_OFFSETS["c5.weight"][0]) % 16
+    lead = (64 - _c5_line_offset(raw)) % 64 // 4
     return raw[lead:lead + _core.NPARAMS]
+
+
+def _c5_line_offset(flat) -> int:
+    """How many bytes past a 64-byte line C5's weights start in the float32 parameter
+    vector `flat` (0: placed)."""
+    return (flat.ctypes.data + 4 * _core.PARAM_OFFSETS["c5.weight"][0]) % 64
 
 
 def _is_placed(flat) -> bool:
     """True if C5's weights in the parameter vector `flat` start on a 64-byte line."""
-    return (flat.ctypes.data + 4 * _core.PARAM_OFFSETS["c5.weight"][0]) % 64 == 0
+    return _c5_line_offset(flat) == 0
 
 
 def pack(state: dict, head: str) -> np.ndarray:
