@@ -203,7 +203,7 @@ def conv5x5_backward(const float[:, :, :, ::1] dout not None, const float[:, :, 
     cdef int64_t N = x.shape[0]
     cdef int C = x.shape[1], H = x.shape[2], W = x.shape[3], M = w.shape[0]
     if (dout.shape[0] != N or dout.shape[1] != M or dout.shape[2] != H - 4 or dout.shape[3] != W - 4
-            or w.shape[1] != C):
+            or w.shape[1] != C or w.shape[2] != 5 or w.shape[3] != 5):
         raise ValueError("conv5x5_backward: inconsistent shapes")
     dx_a = np.zeros((N, C, H, W), np.float32)
     dw_a = np.zeros((M, C, 5, 5), np.float32)

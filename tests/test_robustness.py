@@ -607,7 +607,10 @@ def test_core_rejects_none(call):
     lambda: _core.loss_forward_backward("relu", np.zeros((2, 10), np.float32), np.zeros(2, np.int32), 1.0),
     lambda: ln.LeNet5(seed=0, threads=2**40).forward(np.zeros((1, 32, 32), np.float32)),
     lambda: ln.LeNet5(seed=0, threads=10**6),
-], ids=["out_list", "loss_head", "threads_2**40", "threads_1e6"])
+    # a (1, 1, 1, 5) kernel: C reads 25 floats per (out, in) pair (found by .ci/sanitize)
+    lambda: _core.conv5x5_backward(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 5, 5), np.float32),
+                                   np.zeros((1, 1, 1, 5), np.float32)),
+], ids=["out_list", "loss_head", "threads_2**40", "threads_1e6", "conv_backward_kernel"])
 def test_core_other_known_gaps(call):
     with pytest.raises((TypeError, ValueError)):
         call()
