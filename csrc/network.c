@@ -161,14 +161,14 @@ static void portable_grad_block(float *restrict grad, float *restrict losses, fl
 
 static void portable_squash(float *out, const float *in, int64_t n)
 {
-    (void)squash_forward(out, in, n);   /* arguments checked by the caller */
+    (void)lenet_squash_forward(out, in, n);   /* arguments checked by the caller */
 }
 
 static void portable_sgd_update(float *restrict p, float *restrict v, const float *restrict g,
                                 const uint8_t *restrict mask, float lr, float momentum,
                                 float decay, int64_t n)
 {
-    (void)sgd_update(p, v, g, mask, lr, momentum, decay, n);
+    (void)lenet_sgd_update(p, v, g, mask, lr, momentum, decay, n);
 }
 
 static float portable_sdlm_sample(float *params, const float *restrict step, float *restrict grad,
@@ -235,7 +235,7 @@ static int all_finite(const float *restrict x, int64_t n)
     return !bad;
 }
 
-int lenet_squash_isa(float *out, const float *in, int64_t n, int isa)
+int lenet_squash_forward_isa(float *out, const float *in, int64_t n, int isa)
 {
     if (!lenet_isa_supported(isa)) return LENET_ERR_ISA;
     if (n < 0) return LENET_ERR_SIZE;
@@ -449,9 +449,9 @@ int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restric
                      workspace_floats);
 }
 
-int lenet_sgd_train_step(float *params, float *restrict velocity, const uint8_t *restrict mask,
-                         float lr, float momentum, float decay, float *restrict losses,
-                         float *restrict out, const lenet_net *net, const float *restrict x,
+int lenet_sgd_train_step(float *params, float *restrict velocity, float *restrict losses,
+                         float *restrict out, const uint8_t *restrict mask, float lr,
+                         float momentum, float decay, const lenet_net *net, const float *restrict x,
                          const int32_t *restrict labels, float scale, int64_t N, int nthreads,
                          float *restrict workspace, size_t workspace_floats)
 {

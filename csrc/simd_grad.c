@@ -320,7 +320,7 @@ void SIMD_FN(grad_block)(float *restrict grad, float *restrict losses, float *re
     }
 }
 
-/* sgd_update (layers.c), vectorised: v = momentum v + (g + decay p), p -= lr v where
+/* lenet_sgd_update (layers.c), vectorised: v = momentum v + (g + decay p), p -= lr v where
  * mask != 0; multiplies and adds kept separate so that every lane rounds as the portable
  * loop does */
 void SIMD_FN(sgd_update)(float *restrict p, float *restrict v, const float *restrict g,
