@@ -311,7 +311,7 @@ void forward_one_keep(float *restrict out, float *restrict acts, const lenet_net
 }
 
 void SIMD_FN(forward_one)(float *restrict out, float *restrict acts, const lenet_net *net,
-                 const float *restrict x, float *restrict ws)
+                          const float *restrict x, float *restrict ws)
 {
     forward_one_keep(out, acts, net, x, ws, ws + O_XS, ws + O_XS);
 }
@@ -428,7 +428,7 @@ void conv_forward_lanes(float *restrict X, float *restrict C1, float *restrict S
 }
 
 void SIMD_FN(forward_block)(float *restrict out, float *restrict acts, const lenet_net *net,
-                   const float *restrict x, int n, float *restrict ws)
+                            const float *restrict x, int n, float *restrict ws)
 {
     float *S4 = ws + B_S4, *S4T = ws + B_S4T, *C5 = ws + B_C5, *F6 = ws + B_F6, *O = ws + B_OUT;
     conv_forward_lanes(ws + B_X, ws + B_C1, ws + B_S2, ws + B_C3, S4, acts, net, x, n, 0);

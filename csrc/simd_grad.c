@@ -240,8 +240,8 @@ static void pool_backward_lanes(float *restrict y, size_t cs, size_t rs, float *
 }
 
 void SIMD_FN(grad_block)(float *restrict grad, float *restrict losses, float *restrict out,
-                const lenet_net *net, const float *restrict x, const int32_t *restrict labels,
-                float scale, int n, float *restrict ws)
+                         const lenet_net *net, const float *restrict x, const int32_t *restrict labels,
+                         float scale, int n, float *restrict ws)
 {
     float *X = ws + T_X, *C1 = ws + T_C1, *S2 = ws + T_S2, *C3 = ws + T_C3, *S4 = ws + T_S4;
     float *S4T = ws + T_S4T, *C5 = ws + T_C5, *F6 = ws + T_F6, *O = ws + T_OUT;
@@ -324,8 +324,8 @@ void SIMD_FN(grad_block)(float *restrict grad, float *restrict losses, float *re
  * mask != 0; multiplies and adds kept separate so that every lane rounds as the portable
  * loop does */
 void SIMD_FN(sgd_update)(float *restrict p, float *restrict v, const float *restrict g,
-                     const uint8_t *restrict mask, float lr, float momentum, float decay,
-                     int64_t n)
+                         const uint8_t *restrict mask, float lr, float momentum, float decay,
+                         int64_t n)
 {
     const vf vm = vset1(momentum), vd = vset1(decay), vl = vset1(lr);
     int64_t k = 0;

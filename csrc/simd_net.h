@@ -222,17 +222,17 @@ void dense_layers_forward(float *restrict c5, float *restrict f6, float *restric
 
 /* the kernel table's entries (simd_api.h describes them) */
 void SIMD_FN(forward_one)(float *restrict out, float *restrict acts, const lenet_net *net,
-                 const float *restrict x, float *restrict ws);
+                          const float *restrict x, float *restrict ws);
 void SIMD_FN(forward_block)(float *restrict out, float *restrict acts, const lenet_net *net,
-                   const float *restrict x, int n, float *restrict ws);
+                            const float *restrict x, int n, float *restrict ws);
 void SIMD_FN(squash)(float *out, const float *in, int64_t n);
 void SIMD_FN(grad_block)(float *restrict grad, float *restrict losses, float *restrict out,
-                const lenet_net *net, const float *restrict x, const int32_t *restrict labels,
-                float scale, int n, float *restrict ws);
+                         const lenet_net *net, const float *restrict x, const int32_t *restrict labels,
+                         float scale, int n, float *restrict ws);
 void SIMD_FN(sgd_update)(float *restrict p, float *restrict v, const float *restrict g,
-                     const uint8_t *restrict mask, float lr, float momentum, float decay,
-                     int64_t n);
+                         const uint8_t *restrict mask, float lr, float momentum, float decay,
+                         int64_t n);
 float SIMD_FN(sdlm_sample)(float *params, const float *restrict step, float *restrict grad,
-                  const lenet_net *net, const float *restrict x, int label, float *restrict ws);
+                           const lenet_net *net, const float *restrict x, int label, float *restrict ws);
 
 #endif /* LENET_SIMD_NET_H */

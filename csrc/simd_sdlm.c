@@ -159,7 +159,7 @@ static void step_clear(float *p, float *restrict g, const float *restrict step, 
  * not updated in place collect their gradient in g (zero on entry, zero again on return)
  * and take the step at the end. */
 float SIMD_FN(sdlm_sample)(float *params, const float *restrict step, float *restrict grad,
-                  const lenet_net *net, const float *restrict x, int label, float *restrict ws)
+                           const lenet_net *net, const float *restrict x, int label, float *restrict ws)
 {
     float *acts = ws, *d = ws + RUP(LENET_NACTS), *dpre = d + RUP(LENET_NACTS);
     float *g = dpre + RUP(LENET_NACTS);
