@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lenet_native.h"
+
 /* MSVC's C compiler outside its C11 mode knows C99's restrict only as __restrict (not
  * built or tested here: the project's machines have no Windows) */
 #if defined(_MSC_VER) && !defined(__clang__) && !defined(__cplusplus) && !defined(restrict) \
@@ -31,18 +33,8 @@
 extern "C" {
 #endif
 
-/* ---- status codes ------------------------------------------------------------------- */
-enum {
-    LENET_OK = 0,
-    LENET_ERR_SIZE = 1,      /* a size is negative or inconsistent */
-    LENET_ERR_ARG = 2,       /* an argument is out of its domain (head, pair list, ...) */
-    LENET_ERR_LABEL = 3,     /* a label is outside 0..9 */
-    LENET_ERR_NULL = 4,      /* a required pointer is NULL */
-    LENET_ERR_WORKSPACE = 5, /* the workspace is too small */
-    LENET_ERR_ISA = 6,       /* the instruction-set variant is unknown, not built, or not on this CPU */
-    LENET_ERR_NONFINITE = 7  /* the input holds a NaN, an infinity or |x| >= 2^LENET_MAX_INPUT_LOG2
-                                (checked entry points only) */
-};
+/* status codes (LENET_OK, LENET_ERR_*) and heads (LENET_HEAD_*) come from the public
+ * header lenet_native.h: the kernels and the public API (api.c) share one list */
 
 /* ---- instruction-set variants ---------------------------------------------------------
  * The whole-network entry points (lenet_forward, lenet_loss_grad, lenet_hessian_diag,
@@ -77,8 +69,6 @@ const char *lenet_isa_name(int isa);/* "portable", "avx2", "avx512", "vec128"; N
 #define LENET_K 5            /* every convolution is 5x5 */
 #define LENET_KK 25
 #define LENET_C3_PAIRS 60    /* connected pairs of Table I */
-
-enum { LENET_HEAD_SOFTMAX = 0, LENET_HEAD_RBF = 1 };
 
 /* ---- flat parameter vector ------------------------------------------------------------ */
 #define LENET_OFF_C1_W 0                                                  /* (6, 25)        */
