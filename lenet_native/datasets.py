@@ -39,6 +39,7 @@ import numpy as np
 
 __all__ = [
     "read_idx",
+    "open_idx",
     "write_idx",
     "MNIST_FILES",
     "MNIST_SHA256",
@@ -163,7 +164,9 @@ def _trailing(n: int) -> str:
     return f"{n} trailing byte{'' if n == 1 else 's'}"
 
 
-def _read_raw(f, name: str, hint: str) -> np.ndarray:
+def _raw_header(f, name: str, hint: str):
+    """Header of an uncompressed IDX file, checked against the file's real size:
+    (dtype, dims, header length, data bytes)."""
     dtype, dims, header_len = _parse_header(f, name, hint)
     expected = _prod(dims) * dtype.itemsize
     have = os.fstat(f.fileno()).st_size - header_len
@@ -174,6 +177,11 @@ def _read_raw(f, name: str, hint: str) -> np.ndarray:
         raise _size_error(
             name, _trailing(have - expected), dims, dtype, header_len, have, False
         )
+    return dtype, dims, header_len, expected
+
+
+def _read_raw(f, name: str, hint: str) -> np.ndarray:
+    dtype, dims, header_len, expected = _raw_header(f, name, hint)
     buf = bytearray(expected)
     view = memoryview(buf)
     got = 0
@@ -229,6 +237,11 @@ def _open_for_reading(path: Path):
         raise FileNotFoundError(errno.ENOENT, "file not found", str(path)) from None
 
 
+def _gz_hint(name: str) -> str:
+    return (" (the name ends in .gz but the content is not gzip-compressed)"
+            if name.endswith(".gz") else "")
+
+
 def read_idx(path) -> np.ndarray:
     """Read an IDX file, gzip-compressed or not, into a native-endian array.
 
@@ -245,9 +258,31 @@ def read_idx(path) -> np.ndarray:
             f.seek(0)
             return _read_gzip(f, name)
         f.seek(0)
-        hint = " (the name ends in .gz but the content is not gzip-compressed)" if (
-            name.endswith(".gz")) else ""
-        return _read_raw(f, name, hint)
+        return _read_raw(f, name, _gz_hint(name))
+
+
+def open_idx(path) -> np.ndarray:
+    """A read-only memory-mapped view of an uncompressed IDX file: nothing is read until
+    it is indexed, so a file larger than memory can be scored a slice at a time.
+
+    The header and the file size are checked exactly as :func:`read_idx` checks them
+    (``ValueError`` naming the file; ``FileNotFoundError`` if missing). A gzip-compressed
+    file cannot be mapped: ``ValueError`` saying to decompress it or use ``read_idx``.
+    Multi-byte types keep the file's big-endian dtype (values are right; ``astype``
+    converts). :func:`lenet_native.dask.open_idx_dask` gives a dask array over the file.
+    """
+    path = Path(path)
+    name = str(path)
+    with _open_for_reading(path) as f:
+        if f.read(2) == GZIP_MAGIC:
+            raise ValueError(f"{name}: gzip-compressed; only an uncompressed IDX file can be "
+                             f"memory-mapped (decompress it with gunzip -k, or use read_idx)")
+        f.seek(0)
+        dtype, dims, header_len, expected = _raw_header(f, name, _gz_hint(name))
+        if expected == 0:  # mmap cannot map zero bytes
+            return np.zeros(dims, dtype)
+        return np.memmap(f, dtype=dtype.newbyteorder(">"), mode="r", offset=header_len,
+                         shape=tuple(dims))
 
 
 # ---- atomic writing ------------------------------------------------------
