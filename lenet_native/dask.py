@@ -197,3 +197,83 @@ def open_idx_dask(path, chunks=DEFAULT_CHUNK):
     return da.from_array(source, chunks=(int(chunks),) + source.shape[1:], lock=False,
                          asarray=False, meta=np.empty((0,) * source.ndim, source.dtype),
                          name=f"idx-{token}")
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def _client(address):
+    """(client, cluster or None) for a scheduler address or "local"."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ImportError(f"--dask needs dask.distributed: {_INSTALL} ({exc})") from exc
+    if address == "local":
+        cluster = LocalCluster(threads_per_worker=1, processes=True)
+        return Client(cluster), cluster
+    return Client(address, timeout=60), None
+
+
+def write_labels(labels, path, client) -> None:
+    """Compute a lazy (N,) label array on ``client`` chunk by chunk, in whatever order the
+    chunks finish, straight into a .npy file written atomically (readers see the old file or
+    the whole new one); the client holds one chunk of labels at a time."""
+    from distributed import as_completed
+
+    from .model import atomic_write
+
+    n = labels.shape[0]
+    blocks = labels.to_delayed().ravel()
+    starts = np.concatenate([[0], np.cumsum(labels.chunks[0])[:-1]]).astype(np.int64)
+
+    def write(f):
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<i8", "fortran_order": False, "shape": (n,)})
+        data = f.tell()
+        f.truncate(data + 8 * n)
+        futures = client.compute(list(blocks))
+        where = {fut.key: int(lo) for fut, lo in zip(futures, starts)}
+        finished = as_completed(futures)
+        del futures  # each chunk's labels are released on the workers once written
+        for fut in finished:
+            block = np.ascontiguousarray(fut.result(), dtype="<i8")
+            f.seek(data + 8 * where[fut.key])
+            f.write(block.tobytes())
+            fut.release()
+
+    atomic_write(path, write)
+
+
+def predict_command(args, model, out) -> int:
+    """``lenet-native predict --dask ADDRESS IMAGES-idx3-ubyte --out LABELS.npy``."""
+    import time
+    from pathlib import Path
+
+    if len(args.files) != 1:
+        raise ValueError(f"--dask scores one IDX file; got {len(args.files)} files")
+    if args.out is None:
+        raise ValueError("--dask needs --out LABELS.npy (the labels of every image)")
+    if getattr(args, "show", False):
+        raise ValueError("--show does not go with --dask (the labels go to --out)")
+    target = Path(args.out)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{target.parent}: output folder does not exist")
+    images = open_idx_dask(args.files[0], chunks=args.chunk_size or DEFAULT_CHUNK)
+    try:
+        labels = predict(model, images, threads=args.threads or 1)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{args.files[0]}: {exc}") from None
+    t0 = time.perf_counter()
+    client, cluster = _client(args.dask)
+    print(f"dask: {len(client.nthreads())} worker(s), dashboard "
+          f"{client.dashboard_link}", file=out, flush=True)
+    try:
+        write_labels(labels, target, client)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    seconds = time.perf_counter() - t0
+    print(f"{labels.shape[0]} labels -> {target} ({len(labels.chunks[0])} tasks, "
+          f"{seconds:.1f} s, {labels.shape[0] / max(seconds, 1e-9):.0f} images/s)", file=out)
+    return 0

@@ -391,7 +391,17 @@ def add_predict_arguments(parser) -> None:
     parser.add_argument("--show", action="store_true",
                         help="also draw each digit as the network sees it (28x28, in text)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads of the C kernels (default: all CPUs)")
+                        help="threads of the C kernels (default: all CPUs; with --dask: per "
+                             "task, default 1)")
+    parser.add_argument("--dask", metavar="ADDRESS", default=None,
+                        help="score ONE uncompressed IDX file on a dask cluster (a scheduler "
+                             "address like tcp://host:8786, or 'local' for a LocalCluster on "
+                             "this machine), memory-mapped a chunk at a time; needs --out and "
+                             "the [dask] extra")
+    parser.add_argument("--out", metavar="LABELS.npy", default=None,
+                        help="with --dask: where the (N,) int64 labels go (written atomically)")
+    parser.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                        help="with --dask: images per task (default 10000)")
 
 
 def _load_model(args):
@@ -406,6 +416,11 @@ def predict_main(args, out=None, err=None) -> int:
     classified; the exit code is then 2, else 0."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    if getattr(args, "dask", None) is not None:
+        from .dask import predict_command
+        return predict_command(args, _load_model(args), out)
+    if getattr(args, "out", None) is not None or getattr(args, "chunk_size", None) is not None:
+        raise ValueError("--out and --chunk-size go with --dask ADDRESS")
     model = _load_model(args)
     normalize = not getattr(args, "no_normalize", False)
     failed = 0

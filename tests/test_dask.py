@@ -187,7 +187,7 @@ def test_open_idx_errors(tmp_path, digits):
 def client():
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
+                                       dashboard_address=":0", silence_logs=40)
     c = distributed.Client(cluster, timeout=TIMEOUT)
     try:
         c.wait_for_workers(2, timeout=TIMEOUT)
@@ -255,3 +255,53 @@ def test_worker_killed_mid_computation(tmp_path, client, model, digits):
     np.testing.assert_array_equal(got, model.predict(digits))  # ... nor duplicated or mixed
     client.wait_for_workers(2, timeout=TIMEOUT)  # the nanny restarted the killed worker
     assert victim not in worker_pids(client).values()
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_cli_predict_dask_writes_the_labels(tmp_path, client, digits, capsys):
+    from lenet_native.cli import main
+    from lenet_native.pretrained import load_pretrained
+
+    path = tmp_path / "images-idx3-ubyte"
+    write_idx(path, digits)
+    out = tmp_path / "labels.npy"
+    out.write_bytes(b"old")
+    address = client.scheduler.address  # a running scheduler, as on a real cluster
+    assert main(["predict", "--dask", address, str(path), "--out", str(out),
+                 "--chunk-size", "300"]) == 0
+    assert "2000 labels" in capsys.readouterr().out
+    got = np.load(out)
+    assert got.dtype == np.int64 and got.shape == (2000,)
+    np.testing.assert_array_equal(got, load_pretrained("softmax", threads=1).predict(digits))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images-idx3-ubyte", "labels.npy"]
+
+    bad = tmp_path / "float-idx"
+    write_idx(bad, ln.preprocess(digits[:10]) * np.float32(np.nan))
+    assert main(["predict", "--dask", "local", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "chunk 0 (images 0..9)" in err and "NaN" in err
+    np.testing.assert_array_equal(np.load(out), got)  # the old labels left as they were
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float-idx", "images-idx3-ubyte",
+                                                          "labels.npy"]
+
+
+def test_cli_predict_dask_usage_errors(tmp_path, digits, capsys):
+    from lenet_native.cli import main
+
+    path = tmp_path / "images-idx3-ubyte"
+    write_idx(path, digits[:10])
+    write_idx(tmp_path / "labels-idx1-ubyte", np.zeros(10, np.uint8))
+    cases = [
+        (["predict", "--dask", "local", str(path)], "--out"),
+        (["predict", "--dask", "local", str(path), str(path), "--out", "x.npy"], "one IDX file"),
+        (["predict", str(path), "--out", "x.npy"], "--dask"),
+        (["predict", "--dask", "local", str(path), "--out", str(tmp_path / "no" / "x.npy")],
+         "does not exist"),
+        (["predict", "--dask", "local", str(tmp_path / "labels-idx1-ubyte"), "--out", "x.npy"],
+         "labels-idx1-ubyte: lenet_native.dask.predict: images must be"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
