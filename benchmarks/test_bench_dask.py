@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import lenet_native as ln
-from lenet_native.datasets import open_idx, write_idx
+from lenet_native.idx import open_idx, write_idx
 
 lnd = pytest.importorskip("lenet_native.dask")
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")

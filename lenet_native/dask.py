@@ -23,7 +23,8 @@ import copy
 
 import numpy as np
 
-__all__ = ["predict", "predict_proba", "open_idx_dask", "DEFAULT_CHUNK"]
+__all__ = ["predict", "predict_proba", "open_idx_dask", "write_labels", "connect",
+           "DEFAULT_CHUNK"]
 
 DEFAULT_CHUNK = 10_000  # images per task: 7.8 MB of uint8 digits, 41 MB as network input
 
@@ -67,10 +68,11 @@ def _as_image_array(images, where):
 
 def _model_for_tasks(model, threads):
     """A copy of the model with the per-task thread count, wrapped as one graph key."""
-    from .model import LeNet5, _check_threads
+    from .checks import check_threads
+    from .model import LeNet5
     if not isinstance(model, LeNet5):
         raise TypeError(f"model must be a lenet_native.LeNet5; got {type(model).__name__}")
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     dask, _, delayed = _dask()
     travelling = copy.copy(model)  # shares the weights; only the thread count differs
     travelling.threads = threads
@@ -143,7 +145,7 @@ class _IdxSlices:
     The file is re-validated there and must still have the header seen here."""
 
     def __init__(self, path):
-        from .datasets import open_idx
+        from .idx import open_idx
         self.path = str(path)
         mapped = open_idx(self.path)
         self.shape, self.dtype = mapped.shape, mapped.dtype.newbyteorder("=")
@@ -159,7 +161,7 @@ class _IdxSlices:
 
     def __getitem__(self, index):
         if self._mapped is None:
-            from .datasets import open_idx
+            from .idx import open_idx
             mapped = open_idx(self.path)
             if mapped.shape != self.shape or mapped.dtype.newbyteorder("=") != self.dtype:
                 raise ValueError(f"{self.path}: changed since it was opened: now "
@@ -171,7 +173,7 @@ class _IdxSlices:
 
 def open_idx_dask(path, chunks=DEFAULT_CHUNK):
     """A dask array over an uncompressed IDX file, memory-mapped where each chunk is read
-    (:func:`lenet_native.datasets.open_idx`): memory goes as the chunk size, not the file's.
+    (:func:`lenet_native.idx.open_idx`): memory goes as the chunk size, not the file's.
 
     Parameters
     ----------
@@ -188,13 +190,14 @@ def open_idx_dask(path, chunks=DEFAULT_CHUNK):
     """
     import os
 
+    from .checks import check_int
+
     dask, da, _ = _dask()
-    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
-        raise ValueError(f"chunks must be a positive integer (images per chunk); got {chunks!r}")
+    chunks = check_int("chunks", chunks, 1)
     source = _IdxSlices(path)
     st = os.stat(source.path)  # the key changes when the file does
-    token = dask.base.tokenize(source.path, st.st_size, st.st_mtime_ns, int(chunks))
-    return da.from_array(source, chunks=(int(chunks),) + source.shape[1:], lock=False,
+    token = dask.base.tokenize(source.path, st.st_size, st.st_mtime_ns, chunks)
+    return da.from_array(source, chunks=(chunks,) + source.shape[1:], lock=False,
                          asarray=False, meta=np.empty((0,) * source.ndim, source.dtype),
                          name=f"idx-{token}")
 
@@ -202,8 +205,20 @@ def open_idx_dask(path, chunks=DEFAULT_CHUNK):
 # ----------------------------------------------------------------------------- the command
 
 
-def _client(address):
-    """(client, cluster or None) for a scheduler address or "local"."""
+def connect(address):
+    """A dask.distributed client, for ``lenet-native predict --dask ADDRESS``.
+
+    Parameters
+    ----------
+    address : str
+        A scheduler address (``tcp://host:8786``) or ``"local"``: a new LocalCluster of one
+        single-threaded worker process per core.
+
+    Returns
+    -------
+    (distributed.Client, distributed.LocalCluster or None)
+        For the caller to close (the cluster too, when there is one).
+    """
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:
@@ -215,12 +230,24 @@ def _client(address):
 
 
 def write_labels(labels, path, client) -> None:
-    """Compute a lazy (N,) label array on ``client`` chunk by chunk, in whatever order the
-    chunks finish, straight into a .npy file written atomically (readers see the old file or
-    the whole new one); the client holds one chunk of labels at a time."""
+    """Compute lazy labels into a .npy file, chunk by chunk.
+
+    The chunks are written at their offsets in whatever order they finish; the client holds
+    one chunk of labels at a time, and each is released on its worker once written. The file
+    is written atomically (``fileio.atomic_write``): readers see the old file or the whole
+    new one, and a failed chunk leaves ``path`` as it was.
+
+    Parameters
+    ----------
+    labels : dask.array.Array
+        (N,) integers, e.g. from :func:`predict`.
+    path : str or os.PathLike
+        The .npy file (int64, little-endian).
+    client : distributed.Client
+    """
     from distributed import as_completed
 
-    from .model import atomic_write
+    from .fileio import atomic_write
 
     n = labels.shape[0]
     blocks = labels.to_delayed().ravel()
@@ -242,38 +269,3 @@ def write_labels(labels, path, client) -> None:
             fut.release()
 
     atomic_write(path, write)
-
-
-def predict_command(args, model, out) -> int:
-    """``lenet-native predict --dask ADDRESS IMAGES-idx3-ubyte --out LABELS.npy``."""
-    import time
-    from pathlib import Path
-
-    if len(args.files) != 1:
-        raise ValueError(f"--dask scores one IDX file; got {len(args.files)} files")
-    if args.out is None:
-        raise ValueError("--dask needs --out LABELS.npy (the labels of every image)")
-    if getattr(args, "show", False):
-        raise ValueError("--show does not go with --dask (the labels go to --out)")
-    target = Path(args.out)
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"{target.parent}: output folder does not exist")
-    images = open_idx_dask(args.files[0], chunks=args.chunk_size or DEFAULT_CHUNK)
-    try:
-        labels = predict(model, images, threads=args.threads or 1)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{args.files[0]}: {exc}") from None
-    t0 = time.perf_counter()
-    client, cluster = _client(args.dask)
-    print(f"dask: {len(client.nthreads())} worker(s), dashboard "
-          f"{client.dashboard_link}", file=out, flush=True)
-    try:
-        write_labels(labels, target, client)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    seconds = time.perf_counter() - t0
-    print(f"{labels.shape[0]} labels -> {target} ({len(labels.chunks[0])} tasks, "
-          f"{seconds:.1f} s, {labels.shape[0] / max(seconds, 1e-9):.0f} images/s)", file=out)
-    return 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import lenet_native as ln
-from lenet_native.datasets import open_idx, write_idx
+from lenet_native.idx import open_idx, write_idx
 
 pytestmark = pytest.mark.slow
 
