@@ -59,6 +59,13 @@ class LeNet5:
         self.meta = {}
         self._flat = self._init_params(np.random.default_rng(seed))
 
+    def __getstate__(self):
+        # pickled by its weights (head, threads, meta, the parameter vector, about 240 KB):
+        # the native handle is rebuilt on first use where the copy lands (a dask worker)
+        state = dict(self.__dict__)
+        state.pop("_net_handle", None)
+        return state
+
     def __setstate__(self, state):
         # an unpickled array lies wherever the allocator put it: back into a placed vector
         # (copy.copy hands over the original's array, placed already, and keeps sharing it)
