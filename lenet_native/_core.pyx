@@ -597,8 +597,9 @@ cdef class Net:
             fmt = view.format if view.format != NULL else b"B"
             # (N, 32, 32), (N, 1, 32, 32) or one (32, 32) image: the same bytes; aligned
             # floats only (C reads whole floats; the caller copies an unaligned buffer)
+            # (an empty buffer may sit anywhere: NumPy calls it aligned, so it is never copied)
             if (view.itemsize != 4 or fmt not in (b"f", b"@f", b"=f")
-                    or (<uintptr_t>view.buf) % sizeof(float) != 0
+                    or ((<uintptr_t>view.buf) % sizeof(float) != 0 and view.len != 0)
                     or not ((view.ndim == 3 and view.shape[1] == 32 and view.shape[2] == 32)
                             or (view.ndim == 4 and view.shape[1] == 1 and view.shape[2] == 32
                                 and view.shape[3] == 32)
