@@ -5,6 +5,7 @@
     lenet-native eval MODEL.npz [--data DIR] [--split test|train]
     lenet-native demo [--data DIR] [--weights MODEL.npz | --head softmax|rbf]
     lenet-native predict FILE... [--weights MODEL.npz | --head softmax|rbf] [--show]
+    lenet-native export (--pretrained HEAD | --weights FILE) DEST.npz|DEST.lenet|DEST.c
     lenet-native bench [--batches 1,64,1024] [--engines native,reference,torch,onnxruntime]
 
 ``lenet-native --help`` lists the commands, ``lenet-native COMMAND --help`` their options.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import __version__, bench, demo
-from .commands import evaluate, predict, summary
+from .commands import evaluate, export, predict, summary
 from .commands import train as train_command
 from .commands.options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, PROG, CommandError
 
@@ -64,6 +65,8 @@ COMMANDS = {
                     demo.add_demo_arguments, demo.demo_main),
     "predict": Command("classify image files (PNG/JPEG with Pillow, .npy, IDX)",
                        predict.add_arguments, predict.run),
+    "export": Command("write a model in the format DEST's suffix names (.npz, .lenet, .c)",
+                      export.add_arguments, export.run),
     "bench": Command("images/s of native, the NumPy reference, and PyTorch / ONNX Runtime "
                      "if installed", bench.add_bench_arguments, bench.bench_main),
 }

@@ -16,6 +16,8 @@ from .checks import as_images, as_input, as_labels, check_choice, check_threads
 from .layout import (ACT_SHAPES, C3_IN, C3_OUT, C3_TABLE, FAN_IN, HEADS, PARAM_OFFSETS,
                      is_placed, pack, param_vector, unpack)
 from .prototypes import rbf_prototypes
+from .lenet_format import SUFFIX as LENET_SUFFIX
+from .lenet_format import read_lenet, write_lenet
 from .weights import pretrained_path, read_weights, validate_state, write_weights
 
 __all__ = ["LeNet5", "BACKENDS"]
@@ -292,15 +294,32 @@ class LeNet5:
     # -- files ---------------------------------------------------------------------------
 
     def save(self, path) -> None:
-        """Write the .npz weight file (``weights.write_weights``) atomically: temporary file,
-        fsync, rename. ``meta`` is saved with the arrays."""
-        write_weights(path, self.state_dict(), self.head, self.meta)
+        """Write the weights atomically (temporary file, fsync, rename), ``meta`` with them.
+
+        The format follows the suffix: ``.lenet`` writes the binary file C programs load
+        (lenet_native.lenet_format, docs/lenet-format.md); anything else the .npz weight
+        file (``weights.write_weights``), the interchange format.
+        """
+        if _is_lenet(path):
+            write_lenet(path, self.state_dict(), self.head, self.meta)
+        else:
+            write_weights(path, self.state_dict(), self.head, self.meta)
 
     @classmethod
     def load(cls, path, threads=None) -> "LeNet5":
-        """Load and validate a .npz weight file (never unpickles anything)."""
-        state, meta = read_weights(path)
-        model = cls(head=meta["head"], seed=0, threads=threads)
+        """Load and validate a weight file: ``.lenet`` (lenet_format.read_lenet) or .npz
+        (weights.read_weights; never unpickles anything), chosen by the suffix."""
+        if _is_lenet(path):
+            state, head, meta = read_lenet(path)
+        else:
+            state, meta = read_weights(path)
+            head = meta["head"]
+        model = cls(head=head, seed=0, threads=threads)
         model._flat = pack(state, model.head)
         model.meta = {k: v for k, v in meta.items() if k not in ("format", "version", "head")}
         return model
+
+
+def _is_lenet(path) -> bool:
+    """True if ``path`` names a .lenet file (by its suffix, in any case)."""
+    return str(path).lower().endswith(LENET_SUFFIX)
