@@ -205,10 +205,11 @@ static int is_finite_bits(uint32_t u)
     return (u & 0x7F800000u) != 0x7F800000u;
 }
 
-/* Check the file held in b[0..n) and fill params (LENET_NPARAMS,) and *head. Reads only
- * inside b; every size and offset is checked before use, in 64-bit arithmetic that cannot
- * overflow (every quantity is first bounded by MAX_FILE_BYTES). */
-static int parse_lenet(float *params, int *head, const unsigned char *b, size_t n)
+/* Check the structure of the file held in b[0..n): header, sizes, CRC, array table
+ * (every check but the values). Reads only inside b; every size and offset is bounded
+ * before use, in 64-bit arithmetic that cannot overflow (each quantity is first bounded by
+ * MAX_FILE_BYTES). Cheap for a file refused early: a truncation is found before the CRC. */
+static int check_structure(const unsigned char *b, size_t n)
 {
     if (n < sizeof MAGIC)
         return memcmp(b, MAGIC, n) == 0 ? LENET_ERR_TRUNCATED : LENET_ERR_FORMAT;
@@ -251,9 +252,16 @@ static int parse_lenet(float *params, int *head, const unsigned char *b, size_t 
             return LENET_ERR_CORRUPT;
         prev_end = off + nbytes;
     }
+    return LENET_OK;
+}
 
-    /* the values: finite floats; c3.table is Table I; c3.weight zero where Table I does not
-     * connect; RBF prototypes +1 or -1 */
+/* The values of a file check_structure accepted, into params (LENET_NPARAMS,) and *head:
+ * finite floats; c3.table is Table I; c3.weight zero where Table I does not connect; RBF
+ * prototypes +1 or -1. */
+static int read_values(float *params, int *head, const unsigned char *b)
+{
+    const uint32_t h = rd32(b + 12), narrays = rd32(b + 16);
+    const array_spec *spec = h == LENET_HEAD_RBF ? RBF_ARRAYS : SOFTMAX_ARRAYS;
     memset(params, 0, (size_t)LENET_NPARAMS * sizeof(float));
     for (uint32_t i = 0; i < narrays; i++) {
         const unsigned char *e = b + HEADER_BYTES + (size_t)ENTRY_BYTES * i;
@@ -298,9 +306,12 @@ int lenet_model_load_memory(lenet_model **model, const void *data, size_t size)
     if (!model) return LENET_ERR_NULL;
     *model = NULL;
     if (!data && size) return LENET_ERR_NULL;
+    const unsigned char *b = (const unsigned char *)(data ? data : "");
+    int st = check_structure(b, data ? size : 0);   /* before allocating anything */
+    if (st != LENET_OK) return st;
     lenet_model *m = model_new();
     if (!m) return LENET_ERR_NOMEM;
-    const int st = parse_lenet(m->params, &m->head, (const unsigned char *)(data ? data : ""), data ? size : 0);
+    st = read_values(m->params, &m->head, b);
     if (st != LENET_OK) {
         free(m);
         return st;

@@ -26,3 +26,77 @@ def mnist_test_sample():
     from lenet_native.demo import load_sample
 
     return load_sample()
+
+
+def lenet_mutants(data: bytes, head: str) -> dict:
+    """Damaged copies of the .lenet file ``data``: name -> (bytes, the C status expected,
+    lenet_native.h: 10 FORMAT, 11 VERSION, 12 TRUNCATED, 13 CRC, 14 CORRUPT). Each damage
+    but the CRC's own and the length changes comes with a correct CRC, so that it is the
+    check behind the CRC that must catch it (tests/test_clib.py, tests/test_lenet_format.py)."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from lenet_native import lenet_format as lf
+
+    FORMAT, VERSION, TRUNCATED, CRC, CORRUPT = 10, 11, 12, 13, 14
+    names = lf.array_names(head)
+    entry = {name: lf.HEADER.size + lf.ENTRY.size * i for i, name in enumerate(names)}
+
+    def with_crc(b):
+        b = bytearray(b)
+        b[-4:] = struct.pack("<I", zlib.crc32(bytes(b[:-4])))
+        return bytes(b)
+
+    def patch(fmt, at, value):
+        b = bytearray(data)
+        struct.pack_into(fmt, b, at, value)
+        return with_crc(b)
+
+    def offset(name):
+        return struct.unpack_from("<Q", data, entry[name] + 48)[0]
+
+    def value(name, index, v, fmt="<f"):
+        return patch(fmt, offset(name) + struct.calcsize(fmt) * index, v)
+
+    c3_off = np.flatnonzero(~np.repeat(lf.C3_TABLE.reshape(-1), 25))[0]   # a weight Table I lacks
+    out = {
+        "empty": (b"", TRUNCATED),
+        "magic-only": (data[:5], TRUNCATED),
+        "header-only": (data[:32], TRUNCATED),
+        "bad-magic": (bytes([data[0] ^ 1]) + data[1:], FORMAT),
+        "text": (b"c1.weight = [0.1, 0.2]\n" * 4, FORMAT),
+        "version-2": (patch("<I", 8, 2), VERSION),
+        "head-7": (patch("<I", 12, 7), CORRUPT),
+        "narrays-absurd": (patch("<I", 16, 0xFFFFFFFF), CORRUPT),
+        "narrays-0": (patch("<I", 16, 0), CORRUPT),
+        "meta-absurd": (patch("<I", 20, 0xFFFFFFFF), CORRUPT),
+        "file-bytes-absurd": (patch("<Q", 24, 1 << 63), CORRUPT),
+        "file-bytes-small": (patch("<Q", 24, 40), CORRUPT),
+        "truncated-tail": (data[:-100], TRUNCATED),
+        "trailing-byte": (data + b"\0", CORRUPT),
+        "wrong-crc": (data[:-1] + bytes([data[-1] ^ 0x10]), CRC),
+        "flipped-weight-bit": (data[:offset("c5.weight") + 7] + bytes([data[offset("c5.weight") + 7] ^ 4])
+                               + data[offset("c5.weight") + 8:], CRC),
+        "renamed-array": (patch("<24s", entry["c1.weight"], b"c1.weigh"), CORRUPT),
+        "swapped-names": (patch("<24s", entry["c1.bias"], b"s2.bias"), CORRUPT),
+        "wrong-dtype": (patch("<I", entry["c5.weight"] + 24, 2), CORRUPT),
+        "wrong-ndim": (patch("<I", entry["c5.weight"] + 28, 2), CORRUPT),
+        "wrong-dim": (patch("<I", entry["c5.weight"] + 32, 121), CORRUPT),
+        "dim-absurd": (patch("<I", entry["f6.weight"] + 36, 0xFFFFFFFF), CORRUPT),
+        "nbytes-absurd": (patch("<Q", entry["c5.weight"] + 56, (1 << 64) - 4), CORRUPT),
+        "offset-absurd": (patch("<Q", entry["c5.weight"] + 48, (1 << 64) - 64), CORRUPT),
+        "offset-past-end": (patch("<Q", entry["c3.table"] + 48, len(data) - 50), CORRUPT),
+        "offset-overlap": (patch("<Q", entry["c1.bias"] + 48, offset("c1.weight")), CORRUPT),
+        "offset-into-table": (patch("<Q", entry["c1.weight"] + 48, 64), CORRUPT),
+        "offset-misaligned": (patch("<Q", entry["c1.weight"] + 48, offset("c1.weight") + 1), CORRUPT),
+        "nan-weight": (value("c5.weight", 1234, float("nan")), CORRUPT),
+        "inf-bias": (value("f6.bias", 3, float("-inf")), CORRUPT),
+        "c3-outside-table-i": (value("c3.weight", int(c3_off), 0.5), CORRUPT),
+        "c3-table-changed": (value("c3.table", 3, 1, "<B"), CORRUPT),
+        "c3-table-two": (value("c3.table", 0, 2, "<B"), CORRUPT),
+    }
+    if head == "rbf":
+        out["prototype-half"] = (value("out.prototypes", 17, 0.5), CORRUPT)
+    return out
