@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from conftest import lenet_mutants
+import lenet_native
 from lenet_native import _core, load_pretrained, preprocess
 from lenet_native.idx import write_idx
 from lenet_native.layout import C3_IN, C3_OUT
@@ -51,9 +52,11 @@ def run(cmd, **kw):
 
 
 def python_env():
-    """The environment in which `python -m lenet_native` imports this checkout."""
+    """The environment in which `python -m lenet_native` (and CMake's Python) imports the
+    same lenet_native as this process (an installed one in CI, the checkout here)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    root = str(Path(lenet_native.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
