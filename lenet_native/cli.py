@@ -3,6 +3,7 @@
     lenet-native summary [--head softmax|rbf]
     lenet-native train --data DIR --out model.npz [--epochs N --optimizer sgd|sdlm --head ...]
     lenet-native eval MODEL.npz --data DIR [--split test]
+    lenet-native export (--pretrained HEAD | --weights FILE) DEST.onnx|DEST.npz
 
 Subcommands are registered in a table; to add one, write a function that adds its
 arguments to an argparse parser and a function that runs it and returns the exit code::
@@ -321,6 +322,8 @@ _register_lazily("predict", "images", "add_predict_arguments", "predict_main",
                  "classify image files (PNG/JPEG with Pillow, .npy, IDX)")
 _register_lazily("bench", "bench", "add_bench_arguments", "bench_main",
                  "images/s of native, the NumPy reference, and PyTorch / ONNX Runtime if installed")
+_register_lazily("export", "export", "add_export_arguments", "export_main",
+                 "write a model as the format DEST's suffix names (.npz, .onnx)")
 
 
 if __name__ == "__main__":  # pragma: no cover
