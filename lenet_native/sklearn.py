@@ -197,7 +197,7 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
         if X.shape[1] != SIDE * SIDE:
             raise ValueError(f"LeNet5Classifier takes 28x28 digit images, one per row: X must "
                              f"have {SIDE * SIDE} columns (or shape (n, 28, 28)); got "
-                             f"{X.shape[1]} features")
+                             f"n_features = {X.shape[1]}")
         x = np.full((len(X), 32, 32), -0.1, dtype=np.float32)
         if X.dtype == np.uint8:
             scale = np.float32(1.275 / 255.0)
