@@ -42,10 +42,13 @@ def pretrained(request):
 
 
 def _close(got, want):
-    """Outputs equal to 1e-5, relative to their size (the rbf head's distances reach ~300,
-    where one float32 ulp is 3e-5): |got - want| <= 1e-5 * max(1, |want|)."""
-    err = np.abs(got.astype(np.float64) - want) / np.maximum(1.0, np.abs(want))
-    assert err.max() <= 1e-5, f"max relative difference {err.max():.3g}"
+    """Outputs equal to 1e-5 relative to each image's output scale: |got - want| <= 1e-5 *
+    max(1, max_j |want_j|) (float32 rounding grows with the values summed: the logits reach
+    ~17, the rbf head's distances ~260, where one float32 ulp is 3e-5; measured worst on the
+    MNIST test set: 9.5e-6 absolute for the logits, 1.9e-4 for the distances)."""
+    scale = np.maximum(1.0, np.abs(want).max(axis=1, keepdims=True))
+    err = np.abs(got.astype(np.float64) - want) / scale
+    assert err.max() <= 1e-5, f"max difference {err.max():.3g} of the output scale"
 
 
 def _labels(out, head):
