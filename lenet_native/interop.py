@@ -163,7 +163,16 @@ def onnx_model(model: LeNet5, c3: str = "dense"):
 
 
 def to_onnx(model: LeNet5, path, c3: str = "dense") -> None:
-    """Write ``model`` as an ONNX file at ``path`` (atomically); see :func:`onnx_model`."""
+    """Write ``model`` as an ONNX file (atomically: a failed write leaves ``path`` as it was).
+
+    Parameters
+    ----------
+    model : LeNet5
+    path : str or os.PathLike
+        The file written; by convention ``*.onnx``.
+    c3 : {"dense", "grouped"}
+        The form of C3, see :func:`onnx_model`.
+    """
     data = onnx_model(model, c3=c3).SerializeToString()
     atomic_write(path, lambda f: f.write(data))
 
@@ -172,8 +181,20 @@ def to_onnx(model: LeNet5, path, c3: str = "dense") -> None:
 
 
 def to_torch(model: LeNet5):
-    """``model`` as a ``torch.nn.Module`` (float32) computing the same function.
+    """``model`` as a ``torch.nn.Module`` computing the same function.
 
+    Parameters
+    ----------
+    model : LeNet5
+
+    Returns
+    -------
+    lenet_native._torch_nn.LeNet5Module
+        float32, on the CPU; ``module(x)`` takes (N, 1, 32, 32) or (N, 32, 32) and returns
+        (N, 10), as ``model.forward`` does.
+
+    Notes
+    -----
     Its parameters and buffers carry the weight file's names (``module.state_dict()`` has
     the keys of ``model.state_dict()``): C3 is a dense weight masked by Table I (the bool
     buffer ``c3.table``) in every forward, so its unconnected entries get zero gradients;
@@ -192,10 +213,28 @@ def to_torch(model: LeNet5):
 
 
 def from_torch(module, threads=None) -> LeNet5:
-    """A :class:`LeNet5` with the weights of ``module``: a module from :func:`to_torch` (or
-    any module whose ``state_dict()`` has the weight file's names and shapes; the head is
-    "rbf" when it holds ``out.prototypes``). Weights are converted to float32 on the CPU.
+    """A :class:`LeNet5` with the weights of a PyTorch module.
 
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A module from :func:`to_torch`, or any module whose ``state_dict()`` has the weight
+        file's names and shapes (the head is "rbf" when it holds ``out.prototypes``).
+        Weights are converted to float32 on the CPU.
+    threads : int, optional
+        Threads of the returned model's C kernels.
+
+    Returns
+    -------
+    LeNet5
+
+    Raises
+    ------
+    ValueError
+        If the state dict is not a LeNet-5's (the weight file's validation names the array).
+
+    Notes
+    -----
     The masked-out entries of a :func:`to_torch` module's C3 weight take no part in its
     forward; they are dropped (set to zero, as the weight file requires). For any other
     module they must already be zero, or the weight file's validation says which one is not.

@@ -97,7 +97,19 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y):
-        """Train on images ``X`` with labels ``y`` for ``epochs`` epochs; returns self."""
+        """Train for ``epochs`` epochs (from a fresh initialisation unless ``warm_start``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, 784) or (n, 28, 28)
+            Digit images, uint8 or on the scale 0..``pixel_max``.
+        y : array-like of shape (n,)
+            Labels, any values, at most 10 distinct ones.
+
+        Returns
+        -------
+        self
+        """
         self._check_params()
         x, y = self._validate(X, y, reset=True)
         classes = np.unique(y)
@@ -113,10 +125,20 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
                            fresh=not (self.warm_start and fitted))
 
     def partial_fit(self, X, y, classes=None):
-        """One epoch of SGD over ``X``, ``y`` at the constant rate ``lr``; returns self.
+        """One epoch of SGD over ``X``, ``y`` at the constant rate ``lr``.
 
-        ``classes`` (every label the model will ever see) is required on the first call,
-        as for scikit-learn's other incremental classifiers."""
+        Parameters
+        ----------
+        X : array-like of shape (n, 784) or (n, 28, 28)
+        y : array-like of shape (n,)
+        classes : array-like, optional
+            Every label the model will ever see; required on the first call, as for
+            scikit-learn's other incremental classifiers.
+
+        Returns
+        -------
+        self
+        """
         self._check_params()
         first = not hasattr(self, "model_")
         x, y = self._validate(X, y, reset=first)
