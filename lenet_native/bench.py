@@ -21,10 +21,13 @@ import time
 
 import numpy as np
 
-from . import _core, interop, reference
-from .model import LeNet5, preprocess
+from . import _core, fileio, interop, reference
+from .checks import preprocess
+from .commands.options import add_head, add_threads
+from .model import LeNet5
 
-__all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "add_bench_arguments", "bench_main"]
+__all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "add_bench_arguments",
+           "bench_main"]
 
 ENGINES = ("native", "reference", "torch", "onnxruntime")
 DEFAULT_BATCHES = (1, 64, 1024, 10000)
@@ -217,8 +220,12 @@ def _chart(rows, path, threads):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # the format from the name, as savefig(path) would pick it (a file object has no name)
+    fmt = os.path.splitext(str(path))[1][1:].lower() or None
+    try:
+        fileio.atomic_write(path, lambda f: fig.savefig(f, dpi=120, format=fmt))
+    finally:
+        plt.close(fig)
     return f"chart written to {path}"
 
 
@@ -250,12 +257,12 @@ def add_bench_arguments(parser):
     """Options of `lenet-native bench` on an argparse parser."""
     parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)),
                         help="comma-separated batch sizes (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for every engine (default: $LENET_NATIVE_THREADS or the CPU count)")
+    add_threads(parser, help="threads for every engine (default: $LENET_NATIVE_THREADS or the "
+                             "CPU count)")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="comma-separated, from: " + ", ".join(ENGINES) + " (default: all; "
                              "torch and onnxruntime are skipped when not installed)")
-    parser.add_argument("--head", choices=("softmax", "rbf"), default="softmax")
+    add_head(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--chart", metavar="PNG", default=None,
                         help="write a chart of throughput vs batch size (needs matplotlib)")

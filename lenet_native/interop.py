@@ -24,7 +24,9 @@ import importlib
 
 import numpy as np
 
-from .model import C3_TABLE, LeNet5, atomic_write
+from .fileio import atomic_write
+from .layout import C3_TABLE
+from .model import LeNet5
 from .reference import A, S
 
 __all__ = ["to_onnx", "onnx_model", "to_torch", "from_torch", "C3_FORMS", "OPSET",

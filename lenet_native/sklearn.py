@@ -25,11 +25,12 @@ except ImportError as exc:  # pragma: no cover - exercised by the missing-extra 
     raise ImportError("lenet_native.sklearn needs scikit-learn (1.6 or later), which is not "
                       "installed: pip install \"lenet_native[sklearn]\"") from exc
 
-from .model import HEADS, LeNet5
+from .layout import HEADS, N_CLASSES
+from .model import LeNet5
 
 __all__ = ["LeNet5Classifier"]
 
-N_OUTPUTS = 10
+N_OUTPUTS = N_CLASSES
 SIDE = 28
 _NO_LABELS = object()
 
@@ -234,7 +235,7 @@ class LeNet5Classifier(ClassifierMixin, BaseEstimator):
 
     def _train(self, x, y, epochs, schedule, fresh):
         from .distort import make_distorter
-        from .train import train
+        from .training import train
 
         rng = check_random_state(self.random_state)
         init_seed, shuffle_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))

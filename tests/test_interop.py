@@ -4,7 +4,6 @@ against ours, the round trips, and `lenet-native export`. Each part skips, sayin
 its optional extra is not installed."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -14,26 +13,21 @@ import pytest
 from lenet_native import LeNet5, cli, preprocess, reference
 from lenet_native import interop
 
-HEADS = ("softmax", "rbf")
-SAMPLE = Path(__file__).resolve().parents[1] / "lenet_native" / "data" / "mnist_sample.npz"
-
-
-def _test_digits():
-    """The MNIST test set ($LENET_NATIVE_DATA or ../shared/data/mnist from the repo root), or
-    the 500 digits shipped with the package when it is absent: (uint8 images, labels, source)."""
-    from lenet_native.datasets import load_mnist
-    env = os.environ.get("LENET_NATIVE_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    if root.is_dir():
-        images, labels = load_mnist(root, split="test")
-        return images, labels, f"MNIST test set ({len(images)})"
-    d = np.load(SAMPLE)
-    return d["images"], d["labels"], f"shipped sample ({len(d['images'])})"
+from lenet_native.layout import HEADS
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return _test_digits()
+def test_set(mnist_path):
+    """The whole MNIST test set (the repo-root conftest's ``mnist_path``; skipped without
+    it): uint8 images, labels."""
+    from lenet_native.datasets import load_mnist
+    return load_mnist(mnist_path, split="test")
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_test_sample):
+    """The first 500 MNIST test digits, shipped with the package (every run has them)."""
+    return mnist_test_sample
 
 
 @pytest.fixture(scope="module", params=HEADS)
@@ -78,10 +72,10 @@ def _session(ort, path_or_bytes):
 
 
 @pytest.mark.parametrize("c3", interop.C3_FORMS)
-def test_onnx_matches_forward_on_the_test_set(onnx, ort, pretrained, digits, tmp_path, c3):
+def test_onnx_matches_forward_on_the_test_set(onnx, ort, pretrained, test_set, tmp_path, c3):
     """Both pretrained models, both C3 forms: the checker passes, ONNX Runtime's outputs equal
     LeNet5.forward to 1e-5 and give the same label for every digit of the test set."""
-    images, labels, source = digits
+    images, labels = test_set
     path = tmp_path / f"{pretrained.head}.onnx"
     interop.to_onnx(pretrained, path, c3=c3)
     proto = onnx.load(str(path))
@@ -100,7 +94,7 @@ def test_onnx_matches_forward_on_the_test_set(onnx, ort, pretrained, digits, tmp
     assert got.dtype == np.float32 and got.shape == (len(x), 10)
     _close(got, want)
     agree = int((_labels(got, pretrained.head) == _labels(want, pretrained.head)).sum())
-    assert agree == len(x), f"{source}: labels agree on {agree} of {len(x)}"
+    assert agree == len(x), f"labels agree on {agree} of {len(x)}"
     # and the model is the one that was trained: its error on these digits is small
     assert (_labels(got, pretrained.head) != labels).mean() < 0.02
 
@@ -130,14 +124,14 @@ def test_onnx_on_random_weights(ort):
             _close(got, model.forward(x))
 
 
-def test_openvino_matches_forward(pretrained, digits, tmp_path):
+def test_openvino_matches_forward(pretrained, test_set, tmp_path):
     ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (optional; pip install openvino)")
     path = tmp_path / "m.onnx"
     interop.to_onnx(pretrained, path)
     core = ov.Core()
     # f32: OpenVINO's CPU plugin otherwise runs in bf16 where the CPU has it (0.09 off)
     compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    x = preprocess(digits[0])
+    x = preprocess(test_set[0])
     got = np.concatenate([compiled(x[i:i + 1000, None])[0] for i in range(0, len(x), 1000)])
     want = pretrained.forward(x)
     _close(got, want)
@@ -154,11 +148,11 @@ def test_onnx_arguments_and_missing_extra(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())                  # nothing half-written
 
 
-def test_export_command(onnx, ort, tmp_path, capsys):
+def test_export_command(onnx, ort, digits, tmp_path, capsys):
     dest = tmp_path / "rbf.onnx"
     assert cli.main(["export", "--pretrained", "rbf", str(dest)]) == 0
     assert "wrote" in capsys.readouterr().out
-    x = preprocess(np.load(SAMPLE)["images"][:50])
+    x = preprocess(digits[0][:50])
     _close(_session(ort, dest).run(None, {"x": x[:, None]})[0], LeNet5.pretrained("rbf").forward(x))
     # --weights, and .npz: the weight file again, bit for bit
     src = tmp_path / "src.npz"
@@ -206,7 +200,7 @@ def _torch_forward(torch, module, x):
 
 
 def test_torch_forward_matches(torch, pretrained, digits):
-    x = preprocess(digits[0][:2000])
+    x = preprocess(digits[0])
     module = interop.to_torch(pretrained)
     got, want = _torch_forward(torch, module, x), pretrained.forward(x)
     _close(got, want)
@@ -240,7 +234,7 @@ def test_torch_module_is_honest(torch):
 def test_torch_gradients_equal_loss_and_grad(torch, head, digits):
     """Autograd through the module's loss equals loss_and_grad on real digits, float32; and
     in float64 against the NumPy reference, where the only differences are rounding."""
-    images, labels, _ = digits
+    images, labels = digits
     x, y = preprocess(images[:32]), labels[:32].astype(np.int64)
     model = LeNet5.pretrained(head, threads=2)
     loss, grads = model.loss_and_grad(x, y)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import pickle
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from lenet_native.sklearn import LeNet5Classifier  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parents[1] / "lenet_native" / "data" / "mnist_sample.npz"
 FAST = dict(epochs=1, random_state=0, threads=2)
 # enough steps to leave the initial plateau on a few hundred digits (~0.1 s a fit): the rbf
 # head, batches of 8, 3 epochs reach 70-78 % on the held-out digits (seeds 0, 1)
@@ -70,9 +68,10 @@ def test_sklearn_checks(estimator, check):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    d = np.load(SAMPLE)
-    return d["images"], d["labels"].astype(np.int64)
+def digits(mnist_test_sample):
+    """The first 500 MNIST test digits, shipped with the package (tests/conftest.py)."""
+    images, labels = mnist_test_sample
+    return images, labels.astype(np.int64)
 
 
 @pytest.fixture(scope="module")
