@@ -321,6 +321,9 @@ _register_lazily("predict", "images", "add_predict_arguments", "predict_main",
                  "classify image files (PNG/JPEG with Pillow, .npy, IDX)")
 _register_lazily("bench", "bench", "add_bench_arguments", "bench_main",
                  "images/s of native, the NumPy reference, and PyTorch / ONNX Runtime if installed")
+_register_lazily("show", "plots", "add_show_arguments", "show_main",
+                 "draw a figure (activations, kernels, table, prototypes, errors, confusion, "
+                 "history) to PNG/SVG/PDF; needs matplotlib")
 
 
 if __name__ == "__main__":  # pragma: no cover

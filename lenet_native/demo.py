@@ -71,6 +71,10 @@ def add_demo_arguments(parser) -> None:
                         help="repeats of the single-image timing (median; default 25)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads of the C kernels (default: all CPUs)")
+    parser.add_argument("--plot", metavar="FILE.png", default=None,
+                        help="also save the first digit's trip through the network (C1 .. "
+                             "OUTPUT, as the paper's Fig. 13) to FILE (.png/.svg/.pdf; needs "
+                             "matplotlib)")
 
 
 def _time(fn, repeats, budget):
@@ -102,6 +106,10 @@ def demo_main(args, out=None) -> int:
     """Run the demo; returns the exit code (0)."""
     out = sys.stdout if out is None else out
     t_start = time.perf_counter()
+    plot = getattr(args, "plot", None)
+    if plot:  # a bad file name or missing matplotlib fails before the demo runs
+        from .plots import check_output
+        check_output(plot)
     threads = getattr(args, "threads", None)
     head = getattr(args, "head", "softmax")
     weights = getattr(args, "weights", None)
@@ -142,6 +150,11 @@ def demo_main(args, out=None) -> int:
             captions.append(f"#{i}: {pred[i]} ({p:.0f}%) true {labels[i]}{mark}")
         print("", file=out)
         print(draw_digits(images[picks], captions), file=out)
+
+    if plot:
+        from .plots import activations, save
+        save(activations(model, images[0], label=labels[0]), plot)
+        print(f"\nsaved {plot}: digit #0 through C1 .. OUTPUT", file=out)
 
     if not getattr(args, "no_speed", False):
         from .model import preprocess
