@@ -266,8 +266,8 @@ def kernels(model):
     norm = _symmetric_norm(c3[table_])
     fig.text(0.2 / W, 1 - (top + 3 * (size + gap)) / H,
              "C3\n60 kernels\non Table I's\ngrid", fontsize=9, va="center", weight="bold")
-    fig.text((left - 0.5) / W, 1 - (top + 3 * (size + gap)) / H, "S2 map", rotation=90,
-             fontsize=8, va="center", ha="center")
+    fig.text((left - 0.12) / W, 1 - (top - 0.1) / H, "S2 map", fontsize=7, ha="right",
+             va="center")
     fig.text((left + 8 * (size + gap)) / W, 1 - (top - 0.45) / H,
              "C3 map (column) reads S2 map (row) through the kernel shown; empty = not "
              "connected (Table I)", ha="center", fontsize=8)
