@@ -21,7 +21,8 @@ import numpy as np
 
 from .images import RAMP, digit_lines
 
-__all__ = ["load_sample", "add_demo_arguments", "demo_main", "draw_digits", "SAMPLE_FILE"]
+__all__ = ["load_sample", "load_test_digits", "add_demo_arguments", "demo_main", "draw_digits",
+           "SAMPLE_FILE"]
 
 SAMPLE_FILE = "mnist_sample.npz"
 
@@ -37,6 +38,17 @@ def load_sample():
         raise ValueError(f"{SAMPLE_FILE}: unexpected content {images.dtype} {images.shape}, "
                          f"labels {labels.shape}")
     return images, labels
+
+
+def load_test_digits(data=None):
+    """(images, labels, where): the MNIST test set in folder ``data``, or without it the
+    sample shipped with the package; ``where`` names the source for messages."""
+    if data:
+        from .datasets import load_mnist
+        images, labels = load_mnist(data, split="test")
+        return images, labels, f"the MNIST test set in {data}"
+    images, labels = load_sample()
+    return images, labels, "the MNIST test digits shipped with lenet_native"
 
 
 def draw_digits(digits, captions, width=None, ramp=RAMP) -> str:
@@ -120,14 +132,7 @@ def demo_main(args, out=None) -> int:
     prov = _provenance(model)
     print(title + (f": {prov}" if prov else ""), file=out)
 
-    data = getattr(args, "data", None)
-    if data:
-        from .datasets import load_mnist
-        images, labels = load_mnist(data, split="test")
-        where = f"the MNIST test set in {data}"
-    else:
-        images, labels = load_sample()
-        where = "the MNIST test digits shipped with lenet_native"
+    images, labels, where = load_test_digits(getattr(args, "data", None))
     t0 = time.perf_counter()
     proba = model.predict_proba(images)
     t_eval = time.perf_counter() - t0

@@ -622,16 +622,6 @@ def add_show_arguments(parser) -> None:
                         help="threads of the C kernels (default: all CPUs)")
 
 
-def _test_digits(data):
-    if data:
-        from .datasets import load_mnist
-        images, labels = load_mnist(data, split="test")
-        return images, labels, f"the MNIST test set in {data}"
-    from .demo import load_sample
-    images, labels = load_sample()
-    return images, labels, "the shipped sample"
-
-
 def _pick(images, index, where):
     n = len(images)
     if not -n <= index < n:
@@ -652,6 +642,7 @@ def _figure_for(args, model_loader):
         if not inputs:
             raise ValueError("show history needs one or more *.history.json files")
         return history(inputs)
+    from .demo import load_test_digits
     model = model_loader()
     if what == "kernels":
         return kernels(model)
@@ -663,10 +654,10 @@ def _figure_for(args, model_loader):
             items = read_image_file(inputs[0])
             name, img = _pick(items, args.index, inputs[0]) if len(items) > 1 else items[0]
             return activations(model, to_mnist(img, where=name))
-        images, labels, where = _test_digits(args.data)
+        images, labels, where = load_test_digits(args.data)
         return activations(model, _pick(images, args.index, where),
                            label=_pick(labels, args.index, where))
-    images, labels, _ = _test_digits(args.data)
+    images, labels, _ = load_test_digits(args.data)
     if what == "errors":
         return errors(model, images, labels, limit=args.limit)
     return confusion(model, images, labels)
