@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["activations", "kernels", "table", "prototypes", "errors", "confusion", "history",
-           "save", "check_output", "figure_format", "FORMATS", "WHATS", "INSTALL_HINT", "add_show_arguments", "show_main"]
+           "save", "check_output", "figure_format", "FORMATS", "WHATS", "INSTALL_HINT",
+           "MissingMatplotlibError", "add_show_arguments", "show_main"]
 
 INSTALL_HINT = "pip install 'lenet_native[plots]' (or: pip install matplotlib)"
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}

@@ -56,7 +56,7 @@ def one_error_line(err):
     return lines[-1]
 
 
-# ----------------------------------------------------------------------------- matplotlib is optional
+# ----------------------------------------------------------------------------- optional matplotlib
 
 
 def test_importing_plots_does_not_import_matplotlib():
