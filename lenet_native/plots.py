@@ -19,6 +19,7 @@ notebooks (a notebook displays the returned figure). matplotlib is the optional 
 """
 from __future__ import annotations
 
+import functools
 import json
 from io import BytesIO
 from pathlib import Path
@@ -53,9 +54,25 @@ def _mpl():
     return Figure, FigureCanvasAgg, colors
 
 
+@functools.lru_cache(maxsize=1)
+def _figure_class():
+    Figure = _mpl()[0]
+
+    class LookInsideFigure(Figure):
+        """A matplotlib Figure that a notebook displays (as PNG) even when pyplot, whose
+        import sets up the notebook's own display of figures, was never imported."""
+
+        def _repr_png_(self):
+            buf = BytesIO()
+            self.savefig(buf, format="png")
+            return buf.getvalue()
+
+    return LookInsideFigure
+
+
 def _figure(width, height):
-    Figure, FigureCanvasAgg, _ = _mpl()
-    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg = _mpl()[1]
+    fig = _figure_class()(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)  # an Agg canvas of its own: no pyplot, no global backend
     return fig
 

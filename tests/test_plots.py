@@ -15,6 +15,7 @@ import pytest
 
 matplotlib = pytest.importorskip(
     "matplotlib", reason="the figures need matplotlib (pip install 'lenet_native[plots]')")
+import matplotlib.figure  # noqa: E402
 
 from lenet_native import cli, plots  # noqa: E402
 from lenet_native.demo import load_sample  # noqa: E402
@@ -351,7 +352,7 @@ def test_every_figure_renders_headless_to_png(what, tmp_path, pretrained, sample
             "confusion": lambda: plots.confusion(model, *sample),
             "history": lambda: plots.history(history_files)}[what]
     fig = make()
-    assert type(fig).__name__ == "Figure"
+    assert isinstance(fig, matplotlib.figure.Figure)
     path = plots.save(fig, tmp_path / f"{what}.png")
     data = path.read_bytes()
     assert data.startswith(MAGIC[".png"])
@@ -362,6 +363,7 @@ def test_every_figure_renders_headless_to_png(what, tmp_path, pretrained, sample
 
 def test_svg_and_pdf_by_suffix_and_bad_names(tmp_path):
     fig = plots.prototypes()
+    assert fig._repr_png_().startswith(MAGIC[".png"])      # what a notebook displays
     svg = plots.save(fig, tmp_path / "p.SVG").read_text()
     assert svg.lstrip().startswith("<?xml") and svg.count("<image") == 10   # the ten bitmaps
     assert plots.save(fig, tmp_path / "p.pdf").read_bytes().startswith(MAGIC[".pdf"])
