@@ -10,7 +10,7 @@
     >>> plots.history(["run.history.json"])      # learning curves (Fig. 5)
     >>> plots.save(fig, "activations.png")       # PNG, SVG or PDF by suffix, written atomically
 
-    $ lenet-native show activations --index 0 --out activations.png
+    $ lenet-native show activations --index 0 --out activations.png   (commands/show.py)
 
 Every function returns a :class:`matplotlib.figure.Figure` drawn on the Agg canvas: nothing
 is shown and pyplot's global state is not touched, so it works headless, in scripts and in
@@ -26,9 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import HISTORY_FORMAT
+from .checks import as_images, as_labels
+from .fileio import atomic_write
+from .layout import C3_TABLE
+from .prototypes import COLS, ROWS, rbf_prototypes
+
 __all__ = ["activations", "kernels", "table", "prototypes", "errors", "confusion", "history",
            "save", "check_output", "figure_format", "FORMATS", "WHATS", "INSTALL_HINT",
-           "MissingMatplotlibError", "add_show_arguments", "show_main"]
+           "MissingMatplotlibError", "ERRORS_SHOWN"]
 
 INSTALL_HINT = "pip install 'lenet_native[plots]' (or: pip install matplotlib)"
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -114,7 +120,6 @@ def _colorbar(fig, image, top, height, x, label):
 def _network_input(image):
     """One digit -> (1, 32, 32) float32 network input and the picture to show: a uint8
     (28, 28) MNIST digit (preprocessed as in the paper) or a preprocessed (32, 32) float."""
-    from .model import _as_images
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
@@ -123,7 +128,7 @@ def _network_input(image):
     if a.ndim != 2:
         raise ValueError(f"activations: expected one digit, (28, 28) uint8 or a preprocessed "
                          f"(32, 32) float; got shape {np.shape(image)}")
-    return _as_images(a[None], "activations")
+    return as_images(a[None], "activations")
 
 
 def _prediction_text(head, outputs):
@@ -227,7 +232,6 @@ def activations(model, image, label=None):
              ha="left", weight="bold")
     if model.head == "rbf":
         # the RBF units compare F6, read as a 7x12 bitmap, with each digit's prototype
-        from .prototypes import COLS, ROWS, rbf_prototypes
         f6_norm = _symmetric_norm(acts["f6"])
         pics = ((acts["f6"], "F6 as 7x12"), (rbf_prototypes()[pred], f"prototype of {pred}"))
         for ax, (v, name) in zip(_row(fig, 8.95, 2, 0.95, 0.6, 8.6, height=0.95 * ROWS / COLS),
@@ -246,7 +250,6 @@ def activations(model, image, label=None):
 
 
 def _table():
-    from .model import C3_TABLE
     return np.asarray(C3_TABLE)
 
 
@@ -350,7 +353,6 @@ def prototypes():
     matplotlib.figure.Figure
         Ten axes titled "0" .. "9", each showing that digit's 12 x 7 prototype.
     """
-    from .prototypes import COLS, ROWS, rbf_prototypes
     p = rbf_prototypes().reshape(10, ROWS, COLS)
     W, H = 8.0, 2.1
     fig = _figure(W, H)
@@ -367,9 +369,8 @@ def prototypes():
 
 
 def _predict(model, images, labels, where):
-    from .model import _as_images, _as_labels
-    x = _as_images(images, where)
-    y = _as_labels(labels, x.shape[0], where)
+    x = as_images(images, where)
+    y = as_labels(labels, x.shape[0], where)
     return x, y.astype(np.int64), model.predict(x)
 
 
@@ -471,7 +472,6 @@ def confusion(model, images, labels):
 
 def _read_history(item, k):
     """(name, records) of a *.history.json path, its parsed document, or a list of records."""
-    from .train import HISTORY_FORMAT
     if isinstance(item, (str, Path)):
         path = Path(item)
         if not path.is_file():
@@ -515,7 +515,7 @@ def history(runs, names=None):
     Parameters
     ----------
     runs : path, dict or list of them
-        ``*.history.json`` files written by :func:`lenet_native.train.train` (beside its
+        ``*.history.json`` files written by :func:`lenet_native.training.train` (beside its
         checkpoint), their parsed documents, or lists of epoch records.
     names : list of str, optional
         Legend names (default: the file names without ``.history.json``).
@@ -593,7 +593,6 @@ def check_output(path) -> str:
 def save(fig, path, dpi=None) -> Path:
     """Write ``fig`` to ``path`` (PNG, SVG or PDF by its suffix) atomically: rendered in
     memory first, so a failure leaves no half-written file. Returns the path."""
-    from .model import atomic_write
     path = Path(path)
     fmt = check_output(path)
     buf = BytesIO()
@@ -610,92 +609,3 @@ def _metadata(fmt):
     if fmt == "svg":
         return {"Date": None}
     return {"CreationDate": None, "ModDate": None}
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_show_arguments(parser) -> None:
-    """The options of ``lenet-native show``."""
-    parser.add_argument("what", choices=WHATS, metavar="WHAT",
-                        help=f"the figure: {', '.join(WHATS)}")
-    parser.add_argument("inputs", nargs="*", metavar="FILE",
-                        help="activations: an image file (PNG/JPEG/.npy/IDX; converted like "
-                             "MNIST) instead of --index; history: one or more *.history.json")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="the figure file: .png, .svg or .pdf")
-    from .pretrained import add_model_arguments
-    add_model_arguments(parser, "a weight file to draw instead of the pretrained model")
-    parser.add_argument("--index", type=int, default=0, metavar="I",
-                        help="activations: digit I of the sample shipped with the package "
-                             "(500 MNIST test digits), of the MNIST test set with --data, or "
-                             "of a stack in FILE (default 0)")
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help="activations, errors, confusion: the MNIST test set in DIR "
-                             "instead of the 500 digits shipped with the package")
-    parser.add_argument("--limit", type=int, default=ERRORS_SHOWN, metavar="N",
-                        help=f"errors: at most N digits drawn (default {ERRORS_SHOWN})")
-    parser.add_argument("--dpi", type=int, default=100, help="PNG resolution (default 100)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads of the C kernels (default: all CPUs)")
-
-
-def _pick(images, index, where):
-    n = len(images)
-    if not -n <= index < n:
-        raise ValueError(f"--index {index} is out of range: {where} holds {n} digit(s) "
-                         f"(0..{n - 1})")
-    return images[index]
-
-
-def _figure_for(args, model_loader):
-    what, inputs = args.what, list(args.inputs)
-    if inputs and what not in ("activations", "history"):
-        raise ValueError(f"show {what} takes no FILE argument (got {inputs[0]})")
-    if what == "table":
-        return table()
-    if what == "prototypes":
-        return prototypes()
-    if what == "history":
-        if not inputs:
-            raise ValueError("show history needs one or more *.history.json files")
-        return history(inputs)
-    from .demo import load_test_digits
-    model = model_loader()
-    if what == "kernels":
-        return kernels(model)
-    if what == "activations":
-        if len(inputs) > 1:
-            raise ValueError("show activations takes one image file")
-        if inputs:
-            from .images import read_image_file, to_mnist
-            items = read_image_file(inputs[0])
-            name, img = _pick(items, args.index, inputs[0]) if len(items) > 1 else items[0]
-            return activations(model, to_mnist(img, where=name))
-        images, labels, where = load_test_digits(args.data)
-        return activations(model, _pick(images, args.index, where),
-                           label=_pick(labels, args.index, where))
-    images, labels, _ = load_test_digits(args.data)
-    if what == "errors":
-        return errors(model, images, labels, limit=args.limit)
-    return confusion(model, images, labels)
-
-
-def show_main(args) -> int:
-    """``lenet-native show WHAT --out FILE``: draw one figure and save it."""
-    check_output(args.out)             # a bad file name fails before any work
-    if args.dpi < 10 or args.dpi > 1000:
-        raise ValueError(f"--dpi must be in 10..1000; got {args.dpi}")
-    out = Path(args.out)
-
-    def load():
-        from .pretrained import load_model
-        return load_model(args.weights, args.head, args.threads)
-
-    try:
-        fig = _figure_for(args, load)
-    except ImportError as exc:    # matplotlib (or Pillow, for an image file) missing
-        raise ValueError(str(exc)) from None
-    save(fig, out, dpi=args.dpi)
-    print(f"saved {out}")
-    return 0

@@ -19,7 +19,9 @@ import matplotlib.figure  # noqa: E402
 
 from lenet_native import cli, plots  # noqa: E402
 from lenet_native.demo import load_sample  # noqa: E402
-from lenet_native.model import C3_TABLE, LeNet5, preprocess  # noqa: E402
+from lenet_native.checks import preprocess  # noqa: E402
+from lenet_native.layout import C3_TABLE  # noqa: E402
+from lenet_native.model import LeNet5  # noqa: E402
 from lenet_native.prototypes import rbf_prototypes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,7 +285,7 @@ def test_confusion_counts_are_numpys(untrained, sample):
 def history_files(tmp_path_factory, sample):
     """Two real *.history.json files written by the trainer (tiny runs), one without a
     test set."""
-    from lenet_native.train import train
+    from lenet_native.training import train
     d = tmp_path_factory.mktemp("runs")
     images, labels = sample
     train(LeNet5(seed=0, threads=1), images[:64], labels[:64], images[64:96], labels[64:96],
