@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _core, fileio, interop, reference
 from .checks import preprocess
-from .commands.options import add_head, add_threads
+from .commands.options import add_head, add_precision, add_threads
 from .model import LeNet5
 
 __all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "add_bench_arguments",
@@ -126,7 +126,8 @@ def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softma
     return rows, notes
 
 
-def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scaling=False):
+def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scaling=False,
+             precision="fp32"):
     """measure()'s (rows, notes), then with scaling=True the native thread scaling
     (measure_scaling) at the largest batch up to 1024, taken right after native's timings,
     before any other engine has run (None with one thread or without native), and the
@@ -173,8 +174,29 @@ def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scal
             scaled = _scaling(model, x[:scaling_batch], min_time, max_reps)
         del fn, entry
         gc.collect()   # an ONNX Runtime session joins its threads when it goes
-    rows.sort(key=lambda r: (r["batch"], ENGINES.index(r["engine"])))
+    if precision == "int8":
+        rows += _int8_rows(model, x, batches, notes, min_time, max_reps)
+    order = ENGINES + ("native-int8",)
+    rows.sort(key=lambda r: (r["batch"], order.index(r["engine"])))
     return rows, notes, scaled, threads
+
+
+def _int8_rows(model, x, batches, notes, min_time, max_reps):
+    """Rows of engine "native-int8" (lenet_native.quantize), each batch timed interleaved
+    with fp32 native, the ratio in the notes."""
+    from .quantize import quantize
+    q = quantize(model)
+    agree = float((q.forward(x[:256]).argmax(1) == model.forward(x[:256]).argmax(1)).mean())
+    notes.append(f"native-int8: C kernels, int8 {q.isa}, {q.threads} thread(s); the same class "
+                 f"as fp32 native on {100 * agree:.1f}% of 256 inputs")
+    rows = []
+    for b in batches:
+        (t32, t8), reps = _time_interleaved([model.forward, q.forward], x[:b], min_time, max_reps)
+        rows.append({"engine": "native-int8", "batch": b, "images_per_s": b / t8,
+                     "us_per_image": t8 / b * 1e6, "reps": reps})
+        notes.append(f"int8 / fp32 native at batch {b}: {t32 / t8:.2f}x (calls interleaved, "
+                     f"medians of {reps} rounds)")
+    return rows
 
 
 PASSIVE_TORCH_NOTE = ("torch: OMP_WAIT_POLICY=PASSIVE holds for PyTorch's threads too (one "
@@ -230,12 +252,14 @@ def _chart(rows, path, threads):
 
 
 def run_bench(batches=DEFAULT_BATCHES, threads=None, json=False, chart=None, engines=ENGINES,
-              head="softmax", seed=0, min_time=0.3):
+              head="softmax", seed=0, min_time=0.3, precision="fp32"):
     """Measure every engine at every batch size; return a table (or, with json=True, a JSON
     document) of images/s and us/image. chart: a PNG path for throughput vs batch size
-    (needs matplotlib). Engines that are not installed are skipped, and the output says so."""
+    (needs matplotlib). Engines that are not installed are skipped, and the output says so.
+    precision="int8" adds the int8 model (engine "native-int8"), timed interleaved with fp32
+    native."""
     rows, notes, scaling, threads = _measure(batches, threads, engines, head, seed, min_time,
-                                             scaling=True)
+                                             scaling=True, precision=precision)
     if scaling is not None:
         # the thread-scaling question, asked interleaved
         notes.append(f"native scaling at batch {scaling['batch']}: {threads} threads "
@@ -263,6 +287,8 @@ def add_bench_arguments(parser):
                         help="comma-separated, from: " + ", ".join(ENGINES) + " (default: all; "
                              "torch and onnxruntime are skipped when not installed)")
     add_head(parser)
+    add_precision(parser, help="int8: also time the int8 model (lenet_native.quantize), "
+                               "interleaved with fp32 native")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--chart", metavar="PNG", default=None,
                         help="write a chart of throughput vs batch size (needs matplotlib)")
@@ -283,7 +309,8 @@ def bench_main(args):
                                  f"(give comma-separated batch sizes, e.g. 1,64,1024)") from None
     engines = [e.strip() for e in str(args.engines).split(",") if e.strip()]
     print(run_bench(batches=batches, threads=args.threads, json=args.json, chart=args.chart,
-                    engines=engines, head=args.head, min_time=args.min_time))
+                    engines=engines, head=args.head, min_time=args.min_time,
+                    precision=args.precision))
     return 0
 
 

@@ -11,6 +11,7 @@ parsed and validated the same way everywhere:
                   cache: ``datasets.find_mnist``)
 ``--weights F``   a .npz weight file instead of the shipped pretrained model
 ``--out FILE``    (or another flag) a figure file, .png/.svg/.pdf (lenet_native.plots)
+``--precision P`` fp32 (default) or int8 (the model quantized, lenet_native.quantize)
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ..layout import HEADS
 
 __all__ = ["PROG", "EXIT_OK", "EXIT_ERROR", "EXIT_INTERRUPTED", "CommandError", "int_in",
            "positive_int", "nonnegative_int", "thread_count", "finite_float", "add_threads",
-           "add_head", "add_data", "add_weights", "add_figure", "load_split"]
+           "add_head", "add_data", "add_weights", "add_figure", "add_precision", "load_split"]
 
 
 PROG = "lenet-native"
@@ -99,6 +100,12 @@ def add_threads(parser, help: str = THREADS_HELP) -> None:
 def add_head(parser, help: str = "output layer: softmax (default) or rbf (the paper's)") -> None:
     """``--head {softmax,rbf}``: one of layout.HEADS, default softmax."""
     parser.add_argument("--head", choices=HEADS, default="softmax", help=help)
+
+
+def add_precision(parser, help: str = "fp32 (default) or int8: the model quantized on the "
+                                        "shipped calibration digits") -> None:
+    """``--precision {fp32,int8}``, default fp32."""
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help=help)
 
 
 def add_data(parser, help: str = DATA_HELP) -> None:
