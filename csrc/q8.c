@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "q8.h"
-#include "layers_impl.h"
+#include "common.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -153,21 +153,11 @@ static int q8_input(uint8_t *restrict q, const float *restrict x)
     return bad;
 }
 
-static int q8_threads(int nthreads)
-{
-#ifdef _OPENMP
-    return nthreads < 1 ? 1 : nthreads;
-#else
-    (void)nthreads;
-    return 1;
-#endif
-}
-
 #define Q8_THREAD_BYTES (LENET_Q8_WS + LENET_Q8_XPAD + 128)
 
 size_t lenet_q8_workspace_size(int nthreads)
 {
-    nthreads = q8_threads(nthreads);
+    nthreads = lenet_clamp_threads(nthreads);
     return (size_t)nthreads * Q8_THREAD_BYTES + 64;
 }
 
@@ -200,7 +190,7 @@ int lenet_q8_forward(float *restrict out, int32_t *restrict qa, const lenet_qnet
     if (N < 0) return LENET_ERR_SIZE;
     if (N == 0) return LENET_OK;
     if (!out || !x || !workspace) return LENET_ERR_NULL;
-    nthreads = q8_threads(nthreads);
+    nthreads = lenet_clamp_threads(nthreads);
     if ((int64_t)nthreads > N) nthreads = (int)N;
     if (workspace_bytes < lenet_q8_workspace_size(nthreads)) return LENET_ERR_WORKSPACE;
     const lenet_q8_kernels *k = lenet_q8_kernels_for(qn->isa);
