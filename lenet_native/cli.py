@@ -5,8 +5,9 @@
     lenet-native eval MODEL.npz [--data DIR] [--split test|train]
     lenet-native demo [--data DIR] [--weights MODEL.npz | --head softmax|rbf]
     lenet-native predict FILE... [--weights MODEL.npz | --head softmax|rbf] [--show]
-    lenet-native export (--pretrained HEAD | --weights FILE) DEST.npz|DEST.lenet|DEST.c
     lenet-native bench [--batches 1,64,1024] [--engines native,reference,torch,onnxruntime]
+    lenet-native export (--pretrained HEAD | --weights FILE) DEST.onnx|DEST.npz|DEST.lenet|DEST.c
+    lenet-native show WHAT --out FILE [FILE...] [--index I] [--weights MODEL.npz | --head H]
 
 ``lenet-native --help`` lists the commands, ``lenet-native COMMAND --help`` their options.
 MNIST is found with ``--data DIR``, else in $LENET_NATIVE_DATA, else in the download
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import __version__, bench, demo
-from .commands import evaluate, export, predict, summary
+from .commands import evaluate, export, predict, show, summary
 from .commands import train as train_command
 from .commands.options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, PROG, CommandError
 
@@ -65,10 +66,12 @@ COMMANDS = {
                     demo.add_demo_arguments, demo.demo_main),
     "predict": Command("classify image files (PNG/JPEG with Pillow, .npy, IDX)",
                        predict.add_arguments, predict.run),
-    "export": Command("write a model in the format DEST's suffix names (.npz, .lenet, .c)",
-                      export.add_arguments, export.run),
     "bench": Command("images/s of native, the NumPy reference, and PyTorch / ONNX Runtime "
                      "if installed", bench.add_bench_arguments, bench.bench_main),
+    "export": Command("write a model in the format DEST's suffix names (.npz, .onnx, .lenet, .c)",
+                      export.add_arguments, export.run),
+    "show": Command("draw a figure (activations, kernels, table, prototypes, errors, confusion, "
+                    "history) to PNG/SVG/PDF; needs matplotlib", show.add_arguments, show.run),
 }
 
 

@@ -15,6 +15,7 @@ __all__ = ["WRITERS", "write", "writer_for", "write_npz"]
 
 WRITERS = {
     ".npz": "lenet_native.export:write_npz",      # the weight interchange file (LeNet5.save)
+    ".onnx": "lenet_native.interop:to_onnx",      # ONNX graph, opset 17 (extra: onnx)
     ".lenet": "lenet_native.lenet_format:write_model",  # the binary file liblenet loads
     ".c": "lenet_native.c_export:write_c",        # C99 source pair DEST.c + DEST.h
 }

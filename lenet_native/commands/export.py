@@ -1,6 +1,8 @@
 """``lenet-native export (--pretrained HEAD | --weights FILE) DEST``: write a model in the
 format DEST's suffix names (the table ``lenet_native.export.WRITERS``).
 
+    $ lenet-native export --pretrained softmax lenet5.onnx
+    $ lenet-native export --weights model.npz model.onnx
     $ lenet-native export --pretrained softmax lenet5.lenet     # for liblenet (C)
     $ lenet-native export --weights model.npz digits.c           # digits.c + digits.h
 """
