@@ -80,7 +80,7 @@ static void q8_forward_one_portable(float *restrict out, int32_t *restrict qa, c
                 int32_t s = 0;
                 for (int ky = 0; ky < 5; ky++)
                     for (int kx = 0; kx < 5; kx++)
-                        s += (int32_t)w1[(m * 5 + ky) * LENET_Q8_KROW + kx] * x[(y + ky) * 32 + xx + kx];
+                        s += (int32_t)w1[m * LENET_Q8_KBYTES + LENET_Q8_TAP(ky, kx)] * x[(y + ky) * 32 + xx + kx];
                 acc[(m * 28 + y) * 28 + xx] = s - Z[LENET_Q8_OFF_Z1 + m];
             }
     for (int m = 0; m < 6; m++)
@@ -93,14 +93,14 @@ static void q8_forward_one_portable(float *restrict out, int32_t *restrict qa, c
     memset(acc, 0, 1600 * sizeof(int32_t));
     for (int p = 0; p < LENET_C3_PAIRS; p++) {
         const int m = qn->c3_out[p], c = qn->c3_in[p];
-        const int8_t *wp = w3 + p * 5 * LENET_Q8_KROW;
+        const int8_t *wp = w3 + p * LENET_Q8_KBYTES;
         const uint8_t *in = q2 + c * 196;
         for (int y = 0; y < 10; y++)
             for (int xx = 0; xx < 10; xx++) {
                 int32_t s = 0;
                 for (int ky = 0; ky < 5; ky++)
                     for (int kx = 0; kx < 5; kx++)
-                        s += (int32_t)wp[ky * LENET_Q8_KROW + kx] * in[(y + ky) * 14 + xx + kx];
+                        s += (int32_t)wp[LENET_Q8_TAP(ky, kx)] * in[(y + ky) * 14 + xx + kx];
                 acc[m * 100 + y * 10 + xx] += s;
             }
     }
@@ -132,10 +132,6 @@ static void q8_forward_one_portable(float *restrict out, int32_t *restrict qa, c
     q8_head(out, qn, f6);
 }
 
-const lenet_q8_kernels lenet_q8_kernels_portable = {q8_forward_one_portable};
-
-/* ------------------------------------------------------------------------ the driver */
-
 /* The input codes of one image: p = floor(clamp(200 x + 20, 0, 255) + 0.5), i.e. x / 0.005
  * + 20 rounded half up (exact for MNIST digits: x = 0.005 p - 0.1). Returns 1 if x holds a
  * NaN or an infinity. */
@@ -152,6 +148,10 @@ static int q8_input(uint8_t *restrict q, const float *restrict x)
     memset(q + 1024, 0, LENET_Q8_XPAD - 1024);
     return bad;
 }
+
+const lenet_q8_kernels lenet_q8_kernels_portable = {q8_input, q8_forward_one_portable};
+
+/* ------------------------------------------------------------------------ the driver */
 
 #define Q8_THREAD_BYTES (LENET_Q8_WS + LENET_Q8_XPAD + 128)
 
@@ -170,7 +170,7 @@ static int q8_item(const lenet_q8_kernels *k, float *out, int32_t *qa, const len
                    const float *x, int64_t n, unsigned char *ws)
 {
     uint8_t *xq = ws + LENET_Q8_WS;
-    int bad = q8_input(xq, x + n * 1024);
+    int bad = k->input(xq, x + n * 1024);
     k->forward_one(out + n * 10, qa ? qa + n * LENET_Q8_NQA : NULL, qn, xq, ws);
     if (qa)
         for (int j = 0; j < 1024; j++) qa[n * LENET_Q8_NQA + LENET_Q8_QA_IN + j] = xq[j];

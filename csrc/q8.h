@@ -25,9 +25,12 @@
 #include "lenet.h"
 
 /* int8 weight layouts (lenet_native/quantize.py packs them) */
-#define LENET_Q8_KROW 8                        /* a 5-tap kernel row padded to 8 (zeros) */
-#define LENET_Q8_W1 (6 * 5 * LENET_Q8_KROW)    /* C1 (6, 5, 8) */
-#define LENET_Q8_W3 (60 * 5 * LENET_Q8_KROW)   /* C3 (60 pairs, 5, 8), Table I pair order */
+/* A 5x5 kernel as 7 groups of 4 taps (one vpdpbusd each): groups 0..4 are row ky's taps
+ * kx 0..3, group 5 the taps kx 4 of rows 0..3, group 6 the tap (4, 4) and 3 zeros */
+#define LENET_Q8_KBYTES 28
+#define LENET_Q8_TAP(ky, kx) ((kx) < 4 ? 4 * (ky) + (kx) : 20 + (ky))   /* its byte */
+#define LENET_Q8_W1 (6 * LENET_Q8_KBYTES)      /* C1 (6, 28) */
+#define LENET_Q8_W3 (60 * LENET_Q8_KBYTES)     /* C3 (60 pairs, 28), Table I pair order */
 #define LENET_Q8_C5M 128                       /* C5 outputs padded to 128 */
 #define LENET_Q8_W5 (100 * LENET_Q8_C5M * 4)   /* C5 (100, 128, 4): w[k/4][o][k%4], k = 25 c + 5 ky + kx */
 #define LENET_Q8_F6M 96                        /* F6 outputs padded to 96 */
@@ -90,12 +93,15 @@ typedef struct {
 #define LENET_Q8_QA_C5Q 9108             /* (120,) */
 #define LENET_Q8_NQA 9228                /* int32 per image */
 
-/* One variant's int8 kernels. forward_one: one image's input codes x (32 x 32 uint8,
- * readable up to LENET_Q8_XPAD bytes) -> out (10,); qa (LENET_Q8_NQA,) or NULL;
- * ws: LENET_Q8_WS bytes, 64-byte aligned. */
+/* One variant's int8 kernels. input: one image's floats x (1024) -> its codes q (1024,
+ * then zeros up to LENET_Q8_XPAD): p = (int)(min(max(x * 200 + 20, 0), 255) + 0.5), the
+ * multiply and the add rounded apart (NaN -> 0); returns 1 if x holds a NaN or an
+ * infinity. forward_one: one image's input codes x -> out (10,); qa (LENET_Q8_NQA,) or
+ * NULL; ws: LENET_Q8_WS bytes, 64-byte aligned. */
 #define LENET_Q8_XPAD (1024 + 128)
 #define LENET_Q8_WS (96 * 1024)
 typedef struct {
+    int (*input)(uint8_t *restrict q, const float *restrict x);
     void (*forward_one)(float *restrict out, int32_t *restrict qa, const lenet_qnet *qn,
                         const uint8_t *restrict x, unsigned char *restrict ws);
 } lenet_q8_kernels;

@@ -6,13 +6,14 @@
  * portable ones; the squash is the vectorised one of simd.h (vsquash).
  *
  * Convolutions (C1, C3) put 16 output positions of one map in the lanes, flattened
- * (position y * W + x of a map W wide), and the 4 bytes of a lane are 4 neighbouring taps
- * of one kernel row: kx 0..3, then kx 4..7 (kx 5..7 weigh zero). A "window" array holds,
- * for every input row r and output column x, the 4 input bytes at (r, x..x+3) as one
- * uint32, laid out r * W + x, so that tap row ky of output position q is window[q + W ky]:
- * one contiguous vector load per (tap row, 16 positions). C3 stays sparse: a map sums only
- * its pairs of Table I. C5 and F6 put 16 outputs in the lanes, weights packed
- * w[k/4][o][k%4], the 4 input bytes broadcast.
+ * (position y * W + x of a map W wide), and the 4 bytes of a lane are 4 taps of the 5x5
+ * kernel: the 7 groups of q8.h's LENET_Q8_TAP, one vpdpbusd each (25 taps in 28 slots).
+ * Three window arrays of uint32 per input map, laid out r * W + x so that a group of output
+ * position q is one contiguous vector load: a[r][x] = bytes (r, x..x+3) (groups 0..4 read
+ * a[q + W ky]), v[r][x] = bytes (r..r+3, x+4) (group 5 reads v[q]), z[r][x] = byte
+ * (r, x+4) zero-extended (group 6 reads z[q + 4 W]); v is built from z incrementally.
+ * C3 stays sparse: a map sums only its pairs of Table I. C5 and F6 put 16 outputs in the
+ * lanes, weights packed w[k/4][o][k%4], the 4 input bytes broadcast.
  */
 #include <stdint.h>
 #include <string.h>
@@ -45,6 +46,29 @@ static inline __m512i win16(const uint8_t *src)
                            _mm512_sllv_epi32(_mm512_permutexvar_epi32(ib, v), sl));
 }
 
+/* q8.h's input codes, 16 at a time: the same float operations as the portable q8_input */
+static int q8_input_vnni(uint8_t *restrict q, const float *restrict x)
+{
+    __mmask16 ok = 0xffff;
+    for (int k = 0; k < 1024; k += 16) {
+        const vf v = _mm512_loadu_ps(x + k);
+        ok &= _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(3.0e38f), _CMP_LE_OQ);
+        vf t = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(200.0f)), _mm512_set1_ps(20.0f));
+        t = _mm512_max_ps(t, _mm512_setzero_ps());            /* NaN -> 0 */
+        t = _mm512_min_ps(t, _mm512_set1_ps(255.0f));
+        _mm_storeu_si128((__m128i *)(q + k),
+                         _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(_mm512_add_ps(t, _mm512_set1_ps(0.5f)))));
+    }
+    memset(q + 1024, 0, LENET_Q8_XPAD - 1024);
+    return ok != 0xffff;
+}
+
+/* the z windows of 16 positions: bytes src[4..19] zero-extended */
+static inline __m512i zwin16(const uint8_t *src)
+{
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(src + 4)));
+}
+
 /* squash, requantize (y * inv rounded to nearest even, clamped to -127..127, + 128) and
  * store the first n (<= 16) codes */
 static inline void requant_store(uint8_t *dst, vf y, float inv, int n)
@@ -75,37 +99,47 @@ static void q8_forward_one_vnni(float *restrict out, int32_t *restrict qa, const
     float *c3 = c1 + 4704;                    /* 16 x C3S */
     float *s4 = c3 + 16 * C3S;                /* 400 (+16) */
     float *f6 = s4 + 416;                     /* 96 */
-    int32_t *r1a = (int32_t *)(f6 + 96);      /* 32 x 28 (+64) */
-    int32_t *r1b = r1a + 960;
-    int32_t *r3a = r1b + 960;                 /* 6 x W3S */
-    int32_t *r3b = r3a + 6 * W3S;
-    uint8_t *q2 = (uint8_t *)(r3b + 6 * W3S); /* 1176 (+128) */
+    int32_t *a1 = (int32_t *)(f6 + 96);       /* C1 windows: 32 x 28 (+64) each */
+    int32_t *v1 = a1 + 960;
+    int32_t *z1 = v1 + 960;
+    int32_t *a3 = z1 + 960;                   /* C3 windows: 6 x W3S each */
+    int32_t *v3 = a3 + 6 * W3S;
+    int32_t *z3 = v3 + 6 * W3S;
+    uint8_t *q2 = (uint8_t *)(z3 + 6 * W3S);  /* 1176 (+128) */
     uint8_t *q4 = q2 + 1304;                  /* 400 (+16) */
     uint8_t *q5 = q4 + 416;                   /* 120 (+8) */
     memset(q2 + 1176, 0, 128);
     for (int c = 0; c < 6; c++) {   /* the windows' tails, read by the lanes past position 99 */
-        memset(r3a + c * W3S + 146, 0, 14 * sizeof(int32_t));
-        memset(r3b + c * W3S + 146, 0, 14 * sizeof(int32_t));
+        memset(a3 + c * W3S + 140, 0, 20 * sizeof(int32_t));
+        memset(z3 + c * W3S + 140, 0, 20 * sizeof(int32_t));
+        memset(v3 + c * W3S + 100, 0, 60 * sizeof(int32_t));
     }
 
-    /* C1: windows of the input rows, then 49 vectors of 16 positions x 6 maps */
-    for (int r = 0; r < 32; r++) {
-        _mm512_storeu_si512(r1a + r * 28, win16(x + r * 32));
-        _mm512_storeu_si512(r1a + r * 28 + 16, win16(x + r * 32 + 16));
-        _mm512_storeu_si512(r1b + r * 28, win16(x + r * 32 + 4));
-        _mm512_storeu_si512(r1b + r * 28 + 16, win16(x + r * 32 + 20));
+    /* C1: the windows of the input rows, then 49 vectors of 16 positions x 6 maps, 7 groups */
+    {
+        __m512i vlo = _mm512_setzero_si512(), vhi = _mm512_setzero_si512();
+        for (int r = 0; r < 32; r++) {
+            const uint8_t *row = x + r * 32;
+            const __m512i zlo = zwin16(row), zhi = zwin16(row + 16);
+            _mm512_storeu_si512(a1 + r * 28, win16(row));
+            _mm512_storeu_si512(a1 + r * 28 + 16, win16(row + 16));
+            _mm512_storeu_si512(z1 + r * 28, zlo);
+            _mm512_storeu_si512(z1 + r * 28 + 16, zhi);
+            vlo = _mm512_or_si512(_mm512_srli_epi32(vlo, 8), _mm512_slli_epi32(zlo, 24));
+            vhi = _mm512_or_si512(_mm512_srli_epi32(vhi, 8), _mm512_slli_epi32(zhi, 24));
+            if (r >= 3 && r < 31) {
+                _mm512_storeu_si512(v1 + (r - 3) * 28, vlo);
+                _mm512_storeu_si512(v1 + (r - 3) * 28 + 16, vhi);
+            }
+        }
     }
     for (int q0 = 0; q0 < 784; q0 += 16) {
         __m512i acc[6];
         for (int m = 0; m < 6; m++) acc[m] = _mm512_setzero_si512();
-        for (int ky = 0; ky < 5; ky++) {
-            const __m512i a = _mm512_loadu_si512(r1a + q0 + 28 * ky);
-            const __m512i b = _mm512_loadu_si512(r1b + q0 + 28 * ky);
-            for (int m = 0; m < 6; m++) {
-                const int8_t *wr = w1 + (m * 5 + ky) * LENET_Q8_KROW;
-                acc[m] = dp(acc[m], a, _mm512_set1_epi32(ld32(wr)));
-                acc[m] = dp(acc[m], b, _mm512_set1_epi32(ld32(wr + 4)));
-            }
+        for (int g = 0; g < 7; g++) {
+            const __m512i a = _mm512_loadu_si512(g < 5 ? a1 + q0 + 28 * g : g == 5 ? v1 + q0 : z1 + q0 + 112);
+            for (int m = 0; m < 6; m++)
+                acc[m] = dp(acc[m], a, _mm512_set1_epi32(ld32(w1 + m * LENET_Q8_KBYTES + 4 * g)));
         }
         for (int m = 0; m < 6; m++) {
             const __m512i s = _mm512_sub_epi32(acc[m], _mm512_set1_epi32(Z[LENET_Q8_OFF_Z1 + m]));
@@ -130,33 +164,36 @@ static void q8_forward_one_vnni(float *restrict out, int32_t *restrict qa, const
         }
     }
 
-    /* C3: windows of the S2 rows, then per map its pairs of Table I over 7 vectors */
-    for (int c = 0; c < 6; c++)
+    /* C3: the windows of the S2 rows, then per map its pairs of Table I over 7 vectors */
+    for (int c = 0; c < 6; c++) {
+        __m512i v = _mm512_setzero_si512();
         for (int r = 0; r < 14; r++) {
-            _mm512_storeu_si512(r3a + c * W3S + r * 10, win16(q2 + c * 196 + r * 14));
-            _mm512_storeu_si512(r3b + c * W3S + r * 10, win16(q2 + c * 196 + r * 14 + 4));
+            const uint8_t *row = q2 + c * 196 + r * 14;
+            const __m512i z = zwin16(row);
+            _mm512_storeu_si512(a3 + c * W3S + r * 10, win16(row));
+            _mm512_storeu_si512(z3 + c * W3S + r * 10, z);
+            v = _mm512_or_si512(_mm512_srli_epi32(v, 8), _mm512_slli_epi32(z, 24));
+            if (r >= 3 && r < 13) _mm512_storeu_si512(v3 + c * W3S + (r - 3) * 10, v);
         }
+    }
     int p = 0;
     for (int m = 0; m < 16; m++) {
         __m512i acc[7];
-        for (int v = 0; v < 7; v++) acc[v] = _mm512_setzero_si512();
+        for (int k = 0; k < 7; k++) acc[k] = _mm512_setzero_si512();
         for (; p < LENET_C3_PAIRS && qn->c3_out[p] == m; p++) {
-            const int32_t *a = r3a + qn->c3_in[p] * W3S, *b = r3b + qn->c3_in[p] * W3S;
-            for (int ky = 0; ky < 5; ky++) {
-                const int8_t *wr = w3 + (p * 5 + ky) * LENET_Q8_KROW;
-                const __m512i wa = _mm512_set1_epi32(ld32(wr)), wb = _mm512_set1_epi32(ld32(wr + 4));
-                for (int v = 0; v < 7; v++) {
-                    acc[v] = dp(acc[v], _mm512_loadu_si512(a + 16 * v + 10 * ky), wa);
-                    acc[v] = dp(acc[v], _mm512_loadu_si512(b + 16 * v + 10 * ky), wb);
-                }
+            const int c = qn->c3_in[p];
+            for (int g = 0; g < 7; g++) {
+                const int32_t *src = g < 5 ? a3 + c * W3S + 10 * g : g == 5 ? v3 + c * W3S : z3 + c * W3S + 40;
+                const __m512i wg = _mm512_set1_epi32(ld32(w3 + p * LENET_Q8_KBYTES + 4 * g));
+                for (int k = 0; k < 7; k++) acc[k] = dp(acc[k], _mm512_loadu_si512(src + 16 * k), wg);
             }
         }
         const __m512i z = _mm512_set1_epi32(Z[LENET_Q8_OFF_Z3 + m]);
         const vf mul = vset1(F[LENET_Q8_OFF_MUL3 + m]), bias = vset1(F[LENET_Q8_OFF_B3 + m]);
-        for (int v = 0; v < 7; v++) {
-            const __m512i s = _mm512_sub_epi32(acc[v], z);
-            if (qa) _mm512_mask_storeu_epi32(qa + LENET_Q8_QA_C3 + m * 100 + 16 * v, v < 6 ? 0xffff : 0x000f, s);
-            vstore(c3 + m * C3S + 16 * v, epilogue(s, mul, bias));
+        for (int k = 0; k < 7; k++) {
+            const __m512i s = _mm512_sub_epi32(acc[k], z);
+            if (qa) _mm512_mask_storeu_epi32(qa + LENET_Q8_QA_C3 + m * 100 + 16 * k, k < 6 ? 0xffff : 0x000f, s);
+            vstore(c3 + m * C3S + 16 * k, epilogue(s, mul, bias));
         }
     }
 
@@ -223,4 +260,4 @@ static void q8_forward_one_vnni(float *restrict out, int32_t *restrict qa, const
         dense_forward_one(out, f6, F + LENET_Q8_OFF_OUTW, F + LENET_Q8_OFF_OUTB, 84, 10);
 }
 
-const lenet_q8_kernels lenet_q8_kernels_avx512vnni = {q8_forward_one_vnni};
+const lenet_q8_kernels lenet_q8_kernels_avx512vnni = {q8_input_vnni, q8_forward_one_vnni};

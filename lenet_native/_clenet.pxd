@@ -166,7 +166,7 @@ cdef extern from "q8.h" nogil:
         LENET_Q8_QA_C5Q
         LENET_Q8_C5M
         LENET_Q8_F6M
-        LENET_Q8_KROW
+        LENET_Q8_KBYTES
 
     ctypedef struct lenet_qnet:
         const int8_t *w

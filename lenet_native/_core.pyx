@@ -780,7 +780,7 @@ def sdlm_epoch(float[::1] params not None, const int32_t[::1] c3_out not None, c
 #: Sizes and offsets of the int8 network's arrays (csrc/q8.h); lenet_native.quantize packs them.
 Q8_LAYOUT = {
     "nw": lib.LENET_Q8_NW, "nz": lib.LENET_Q8_NZ, "nf": lib.LENET_Q8_NF, "nqa": lib.LENET_Q8_NQA,
-    "krow": lib.LENET_Q8_KROW, "c5m": lib.LENET_Q8_C5M, "f6m": lib.LENET_Q8_F6M,
+    "kbytes": lib.LENET_Q8_KBYTES, "c5m": lib.LENET_Q8_C5M, "f6m": lib.LENET_Q8_F6M,
     "w1": lib.LENET_Q8_OFF_W1, "w3": lib.LENET_Q8_OFF_W3, "w5": lib.LENET_Q8_OFF_W5,
     "w6": lib.LENET_Q8_OFF_W6,
     "z1": lib.LENET_Q8_OFF_Z1, "z3": lib.LENET_Q8_OFF_Z3, "z5": lib.LENET_Q8_OFF_Z5,

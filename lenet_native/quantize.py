@@ -183,17 +183,23 @@ def validate_qstate(q: dict, head: str, source: str) -> None:
         raise ValueError(f"{source}: array 'c3.weight' is non-zero where Table I does not connect")
 
 
+def _pack_kernels(k):
+    """5x5 kernels (n, 5, 5) -> (n, 28) int8: 7 groups of 4 taps (csrc/q8.h LENET_Q8_TAP):
+    rows 0..4 at kx 0..3, then kx 4 of rows 0..3, then (4, 4) and 3 zeros."""
+    out = np.zeros((len(k), _L["kbytes"]), np.int8)
+    out[:, :20] = k[:, :, :4].reshape(len(k), 20)
+    out[:, 20:25] = k[:, :, 4]
+    return out
+
+
 def _pack(q, head):
     """The C kernels' arrays (csrc/q8.h) from the interchange arrays."""
     raw = np.zeros(_L["nw"] + 64, np.int8)
     lead = (-raw.ctypes.data) % 64
     w = raw[lead:lead + _L["nw"]]
-    kr = _L["krow"]
-    w1 = np.zeros((6, 5, kr), np.int8)
-    w1[:, :, :5] = q["c1.weight"][:, 0]
+    w1 = _pack_kernels(q["c1.weight"][:, 0])
     w[_L["w1"]:_L["w1"] + w1.size] = w1.ravel()
-    w3 = np.zeros((60, 5, kr), np.int8)
-    w3[:, :, :5] = q["c3.weight"][C3_OUT, C3_IN]
+    w3 = _pack_kernels(q["c3.weight"][C3_OUT, C3_IN])
     w[_L["w3"]:_L["w3"] + w3.size] = w3.ravel()
     for layer, K, M, Mp in (("c5", 400, 120, _L["c5m"]), ("f6", 120, 84, _L["f6m"])):
         p = np.zeros((K // 4, Mp, 4), np.int8)

@@ -169,3 +169,25 @@ def test_accuracy_on_mnist(mnist_path):
         e32 = (m.predict(x) != y).mean()
         e8 = (quantize(m).predict(x) != y).mean()
         assert e8 <= e32 + 0.0005, (head, e32, e8)
+
+
+@pytest.mark.parametrize("isa", Q8_ISAS)
+def test_input_codes_edges(qmodel, isa):
+    """Each variant's input coding (its own kernel, vectorised in avx512vnni) equals the
+    reference at the rounding boundaries, the clip points, and for huge values; NaN and
+    infinities are refused."""
+    q = QuantizedLeNet5(qmodel.state_dict(), qmodel.head, isa=isa, threads=1)
+    p = np.arange(-30, 290, dtype=np.float32)
+    vals = np.concatenate([(p - 20) * np.float32(0.005), (p - 19.5) * np.float32(0.005),
+                           np.nextafter((p - 19.5) * np.float32(0.005), np.float32(-9)),
+                           np.float32([-1e18, 1e18, -0.0, 1e-30, -1e-30, 0.1725, 1.175])])
+    x = np.resize(vals, (3, 32, 32)).astype(np.float32)
+    _, L = q.layers(x)
+    np.testing.assert_array_equal(L["in"], R.input_codes(x))
+    for bad in (np.inf, -np.inf, np.nan):
+        y = x.copy()
+        y[2, 31, 31] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            q.forward(y)
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            q._net.forward(y, 1)        # the kernel's own check, past the Python one
