@@ -24,7 +24,7 @@ import tempfile
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CSRC = ["csrc/layers.c", "csrc/network.c", "csrc/isa.c", "csrc/warp.c"]
+CSRC = ["csrc/layers.c", "csrc/network.c", "csrc/isa.c", "csrc/warp.c", "csrc/digits.c"]
 SIMD_SOURCE = "csrc/simd_net.c"
 # variant -> (macro selecting it inside simd_net.c, extra compiler flags)
 SIMD_VARIANTS = {

@@ -1,6 +1,6 @@
 # cython: language_level=3
 # Declarations of the plain C kernels in csrc/lenet.h.
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t
 
 cdef extern from "lenet.h" nogil:
     enum:
@@ -72,6 +72,8 @@ cdef extern from "lenet.h" nogil:
                             const float *inp, const float *coef, int64_t N, int C, int H, int W)
     int squash_forward(float *out, const float *inp, int64_t n)
     int lenet_squash_isa(float *out, const float *inp, int64_t n, int isa)
+    int digits_gather(float *out, const uint8_t *digits, const int64_t *index, const int8_t *shift,
+                      int64_t B, int64_t N)
     int warp_rows_forward(float *out, const float *inp, const float *ax, const float *axy,
                           const float *ayy, const float *offx, const float *offy,
                           float background, int64_t N, int H, int W, float *workspace)
