@@ -43,7 +43,7 @@ int digits_gather(float *restrict out, const uint8_t *restrict digits,
 {
     CHECK(B >= 0 && N >= 0, LENET_ERR_SIZE);
     if (B == 0) return LENET_OK;
-    CHECK(out && digits, LENET_ERR_NULL);
+    CHECK(out, LENET_ERR_NULL);
     if (index) {
         for (int64_t b = 0; b < B; b++) CHECK(index[b] >= 0 && index[b] < N, LENET_ERR_ARG);
     } else {
@@ -51,6 +51,7 @@ int digits_gather(float *restrict out, const uint8_t *restrict digits,
     }
     if (shift)
         for (int64_t k = 0; k < 2 * B; k++) CHECK(shift[k] >= -2 && shift[k] <= 2, LENET_ERR_ARG);
+    CHECK(digits, LENET_ERR_NULL);   /* B > 0 rows of [0, N): N > 0 */
     float lut[256];
     digit_lut(lut);
     for (int64_t b = 0; b < B; b++) {
