@@ -6,12 +6,12 @@ fallback, and opt-in/opt-out switches read from the environment:
   LENET_NATIVE_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
   LENET_NATIVE_NATIVE=1     add -march=native (never the default: wheels must be portable)
   LENET_NATIVE_SIMD=avx2,avx512,vec128 | none
-                            which SIMD variants of csrc/simd_net.c to build (default: every
-                            one the compiler accepts). Each is csrc/simd_net.c compiled on its
-                            own with its -m flags (vec128: none, generic 4-lane vectors) and
-                            linked in as an extra object; the portable code is always built
-                            without -m flags, and the variant is picked at run time by CPU
-                            detection (csrc/isa.c).
+                            which SIMD variants of the network to build (default: every one
+                            the compiler accepts). Each is SIMD_SOURCES (csrc/simd_*.c)
+                            compiled on their own with the variant's -m flags (vec128: none,
+                            generic 4-lane vectors) and linked in as extra objects; the
+                            portable code is always built without -m flags, and the variant
+                            is picked at run time by CPU detection (csrc/isa.c).
 """
 import glob
 import os
@@ -25,8 +25,9 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = ["csrc/layers.c", "csrc/network.c", "csrc/isa.c", "csrc/warp.c", "csrc/digits.c"]
-SIMD_SOURCE = "csrc/simd_net.c"
-# variant -> (macro selecting it inside simd_net.c, extra compiler flags)
+# compiled once per SIMD variant (csrc/simd_net.h)
+SIMD_SOURCES = ["csrc/simd_forward.c", "csrc/simd_grad.c", "csrc/simd_sdlm.c"]
+# variant -> (macro selecting it inside csrc/simd_net.h, extra compiler flags)
 SIMD_VARIANTS = {
     "avx2": ("LENET_SIMD_AVX2", ["-mavx2", "-mfma"]),
     "avx512": ("LENET_SIMD_AVX512", ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl",
@@ -84,7 +85,7 @@ int main(void) { int n = 0;
 
 # compiler family -> flags
 FLAGS = {
-    "unix": {"base": ["-O3", "-std=c99", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"],
+    "unix": {"base": ["-O3", "-std=c99", "-fno-math-errno", "-fno-trapping-math", "-Wall"],
              "openmp": ["-fopenmp"],
              "sanitize": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"],
              "native": ["-march=native"]},
@@ -133,11 +134,11 @@ class BuildExt(build_ext):
         return chosen
 
     def build_extension(self, ext):
-        # Each SIMD variant: simd_net.c compiled alone with its own flags, linked as an object.
+        # Each SIMD variant: SIMD_SOURCES compiled with its own flags, linked as objects.
         objects, macros = [], []
         for name, macro, flags in getattr(self, "_simd", []):
             objects += self.compiler.compile(
-                [SIMD_SOURCE], output_dir=os.path.join(self.build_temp, "simd_" + name),
+                SIMD_SOURCES, output_dir=os.path.join(self.build_temp, "simd_" + name),
                 macros=[(macro, "1")] + list(ext.define_macros), include_dirs=ext.include_dirs,
                 extra_postargs=flags, depends=ext.depends, debug=self.debug)
             macros.append(("LENET_HAVE_" + name.upper(), "1"))
@@ -153,7 +154,7 @@ def extensions():
         "lenet_native._core",
         sources=["lenet_native/_core.pyx"] + CSRC,
         include_dirs=["csrc"],
-        depends=sorted(glob.glob("csrc/*.h")) + [SIMD_SOURCE],
+        depends=sorted(glob.glob("csrc/*.h")) + SIMD_SOURCES,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)

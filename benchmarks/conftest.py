@@ -11,7 +11,7 @@ import pytest
 
 import lenet_native as ln
 from lenet_native import _core
-from lenet_native.model import _C3_IN, _C3_OUT
+from lenet_native.layout import C3_IN, C3_OUT
 
 IMPLS = ["reference", "native"]
 ISAS = _core.available_isas()
@@ -23,7 +23,7 @@ class Net:
     def __init__(self, head="softmax", seed=0):
         self.model = ln.LeNet5(head=head, seed=seed, threads=1)
         self.state = self.model.state_dict()
-        self.flat = self.model._flat
+        self.flat = self.model.params
         self.head = head
         rng = np.random.default_rng(seed)
         self.digits = rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8)
@@ -36,7 +36,7 @@ class Net:
         self.layer_in = {k: np.ascontiguousarray(v) for k, v in layer_in.items()}
 
     def forward(self, x, threads=1, isa=None):
-        return _core.forward(self.flat, _C3_OUT, _C3_IN, self.head, x, threads, isa=isa)
+        return _core.forward(self.flat, C3_OUT, C3_IN, self.head, x, threads, isa=isa)
 
 
 @pytest.fixture(scope="session")

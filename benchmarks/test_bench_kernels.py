@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from lenet_native import _core, reference as ref
-from lenet_native.model import _C3_IN, _C3_OUT, C3_TABLE
+from lenet_native.layout import C3_IN, C3_OUT, C3_TABLE
 
 from conftest import IMPLS
 
 
 def _c3_packed(state):
-    return np.ascontiguousarray(state["c3.weight"][_C3_OUT, _C3_IN].reshape(60, 25))
+    return np.ascontiguousarray(state["c3.weight"][C3_OUT, C3_IN].reshape(60, 25))
 
 
 def _kernel(net, layer, impl):
@@ -27,7 +27,7 @@ def _kernel(net, layer, impl):
     if layer == "c3":
         if impl == "reference":
             return ref.conv5x5, (x, s["c3.weight"] * C3_TABLE[:, :, None, None], s["c3.bias"])
-        return _core.c3_forward, (x, _c3_packed(s), s["c3.bias"], _C3_OUT, _C3_IN)
+        return _core.c3_forward, (x, _c3_packed(s), s["c3.bias"], C3_OUT, C3_IN)
     if layer == "c5":
         w = np.ascontiguousarray(s["c5.weight"].reshape(120, 400))
         return (ref.dense, (x, w, s["c5.bias"])) if impl == "reference" else (_core.dense_forward, (x, w, s["c5.bias"]))
@@ -77,7 +77,7 @@ def test_sgd_update(benchmark, isa):
     """The SGD update over the 60,850 parameters (momentum, weight decay, mask), per
     instruction-set variant (the same bits on each)."""
     benchmark.group = "sgd update, 60,850 parameters"
-    from lenet_native.model import trainable_mask
+    from lenet_native.layout import trainable_mask
     rng = np.random.default_rng(0)
     p = rng.standard_normal(_core.NPARAMS).astype(np.float32)
     v = np.zeros_like(p)

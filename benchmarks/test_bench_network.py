@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lenet_native import _core, reference as ref
-from lenet_native.model import _C3_IN, _C3_OUT, _c5_line_offset
+from lenet_native.layout import C3_IN, C3_OUT, c5_line_offset
 
 from conftest import IMPLS, ISAS
 
@@ -59,7 +59,7 @@ def test_forward_isa_threads(benchmark, net, isa, threads):
 def test_train_isa_threads(benchmark, net, isa, threads):
     benchmark.group = "native loss_grad batch 64: isa x threads"
     benchmark.extra_info["images"] = 64
-    benchmark.pedantic(_core.loss_grad, args=(net.flat, _C3_OUT, _C3_IN, net.head, net.x[:64],
+    benchmark.pedantic(_core.loss_grad, args=(net.flat, C3_OUT, C3_IN, net.head, net.x[:64],
                                               net.labels[:64], 1.0 / 64, threads),
                        kwargs={"isa": isa}, rounds=30, iterations=1, warmup_rounds=1)
 
@@ -115,7 +115,7 @@ def _placed_copy(flat, placed):
     raw = np.empty(flat.size + 32, np.float32)
     for lead in range(16):
         p = raw[lead:lead + flat.size]
-        if _c5_line_offset(p) == (0 if placed else 16):
+        if c5_line_offset(p) == (0 if placed else 16):
             p[:] = flat
             return p
     raise AssertionError("no placement found")
@@ -123,9 +123,9 @@ def _placed_copy(flat, placed):
 
 @pytest.mark.parametrize("placement", ["placed", "off_line"])
 def test_param_placement_single_image(benchmark, net, placement):
-    """The single-image forward with C5's weights on a 64-byte line (model.param_vector)
+    """The single-image forward with C5's weights on a 64-byte line (layout.param_vector)
     or 16 bytes off it: the speed-up the placement was made for, side by side."""
     benchmark.group = "forward one image: C5 placement"
-    handle = _core.Net(_placed_copy(net.flat, placement == "placed"), _C3_OUT, _C3_IN, net.head)
+    handle = _core.Net(_placed_copy(net.flat, placement == "placed"), C3_OUT, C3_IN, net.head)
     x = net.x[:1]
     benchmark.pedantic(handle.forward, args=(x, 1), rounds=3000, iterations=1, warmup_rounds=20)

@@ -13,8 +13,8 @@ import pytest
 
 import lenet_native as ln
 from lenet_native import _core, reference as ref
-from lenet_native.bench import _torch_module, omp_wait_policy
-from lenet_native.model import _C3_IN, _C3_OUT, param_vector, trainable_mask
+from lenet_native.bench import omp_wait_policy, torch_module
+from lenet_native.layout import C3_IN, C3_OUT, param_vector, trainable_mask
 
 THREADS = 2
 BATCH = 64
@@ -32,12 +32,12 @@ def data():
 def _sgd_2048(flat, vel, mask, x, y):
     """SGD over the 2,048 samples in steps of BATCH, THREADS threads (rbf head)."""
     for lo in range(0, 2048, BATCH):
-        _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, _C3_OUT, _C3_IN, "rbf",
+        _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, C3_OUT, C3_IN, "rbf",
                              x[lo:lo + BATCH], y[lo:lo + BATCH], 1.0 / BATCH, THREADS)
 
 
 def _sdlm_steps(mask):
-    """An SDLM step vector placed like the trainer's (model.param_vector)."""
+    """An SDLM step vector placed like the trainer's (layout.param_vector)."""
     step = param_vector()
     step[:] = 1e-5 * mask
     return step
@@ -51,11 +51,11 @@ def test_sgd_step(benchmark, data, impl):
     model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
     lr, momentum = 0.01, 0.9
     if impl == "native":
-        flat, vel = model._flat, np.zeros_like(model._flat)
+        flat, vel = model.params, np.zeros_like(model.params)
         mask = trainable_mask("softmax")
 
         def step():  # what the trainer runs: gradient and update in one C call
-            _core.sgd_train_step(flat, vel, mask, lr, momentum, 0.0, _C3_OUT, _C3_IN, "softmax",
+            _core.sgd_train_step(flat, vel, mask, lr, momentum, 0.0, C3_OUT, C3_IN, "softmax",
                                  x, y, 1.0 / BATCH, THREADS)
 
         benchmark.pedantic(step, rounds=100, iterations=1, warmup_rounds=3)
@@ -73,7 +73,7 @@ def test_sgd_step(benchmark, data, impl):
     else:
         torch = pytest.importorskip("torch")
         torch.set_num_threads(THREADS)
-        net = _torch_module(model.state_dict(), "softmax").train()
+        net = torch_module(model.state_dict(), "softmax").train()
         opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
         xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(y.astype(np.int64))
 
@@ -94,7 +94,7 @@ def test_sdlm_against_sgd(benchmark, data, optimizer):
     benchmark.extra_info["images"] = 2048
     x, y = data
     model = ln.LeNet5(head="rbf", seed=0, threads=THREADS)
-    flat = model._flat
+    flat = model.params
     mask = trainable_mask("rbf")
     if optimizer == "sgd":
         vel = param_vector()
@@ -106,7 +106,7 @@ def test_sdlm_against_sgd(benchmark, data, optimizer):
         order = np.arange(2048, dtype=np.int64)
 
         def run():
-            _core.sdlm_epoch(flat, _C3_OUT, _C3_IN, "rbf", step, x, y, order)
+            _core.sdlm_epoch(flat, C3_OUT, C3_IN, "rbf", step, x, y, order)
 
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
 
@@ -119,7 +119,7 @@ def test_sdlm_against_sgd_interleaved(benchmark, data):
     benchmark.group = "2048 samples: sdlm vs sgd, interleaved"
     x, y = data
     model = ln.LeNet5(head="rbf", seed=0, threads=THREADS)
-    flat, mask = model._flat, trainable_mask("rbf")
+    flat, mask = model.params, trainable_mask("rbf")
     vel, step = param_vector(), _sdlm_steps(mask)
     order = np.arange(2048, dtype=np.int64)
     times = {"sgd": [], "sdlm": []}
@@ -128,7 +128,7 @@ def test_sdlm_against_sgd_interleaved(benchmark, data):
         t0 = time.perf_counter()
         _sgd_2048(flat, vel, mask, x, y)
         t1 = time.perf_counter()
-        _core.sdlm_epoch(flat, _C3_OUT, _C3_IN, "rbf", step, x, y, order)
+        _core.sdlm_epoch(flat, C3_OUT, C3_IN, "rbf", step, x, y, order)
         t2 = time.perf_counter()
         times["sgd"].append(t1 - t0)
         times["sdlm"].append(t2 - t1)
@@ -154,16 +154,16 @@ def test_sgd_step_native_vs_torch_interleaved(benchmark, data):
     x, y = data[0][:BATCH], data[1][:BATCH]
     model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
     lr, momentum = 0.01, 0.9
-    flat, vel = model._flat, np.zeros_like(model._flat)
+    flat, vel = model.params, np.zeros_like(model.params)
     mask = trainable_mask("softmax")
-    net = _torch_module(model.state_dict(), "softmax").train()
+    net = torch_module(model.state_dict(), "softmax").train()
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(y.astype(np.int64))
     times = {"native": [], "torch": []}
 
     def pair():
         t0 = time.perf_counter()
-        _core.sgd_train_step(flat, vel, mask, lr, momentum, 0.0, _C3_OUT, _C3_IN, "softmax",
+        _core.sgd_train_step(flat, vel, mask, lr, momentum, 0.0, C3_OUT, C3_IN, "softmax",
                              x, y, 1.0 / BATCH, THREADS)
         t1 = time.perf_counter()
         opt.zero_grad()
@@ -185,33 +185,26 @@ def test_sgd_step_native_vs_torch_interleaved(benchmark, data):
           f"ratio {med['torch'] / med['native']:.2f}x")
 
 
-def test_sgd_epoch_native_vs_torch(benchmark):
+def test_sgd_epoch_native_vs_torch(benchmark, mnist_path):
     """Whole epochs over the 60,000 MNIST training digits, batch 64, 2 threads: the trainer
-    (lenet_native.train: shuffling, gathering, the fused C step, bookkeeping) against the
+    (lenet_native.training: shuffling, gathering, the fused C step, bookkeeping) against the
     obvious PyTorch loop (randperm, index, forward, backward, step) on the same starting
     weights, alternating: torch, native, torch, native, ... for EPOCH_ROUNDS rounds, so a
     slow minute on this shared VM hits both engines. The per-round ratios and their median
-    are in extra_info (and printed with -s). Needs MNIST (LENET_NATIVE_DATA, the cache, or
-    ../shared/data/mnist beside the checkout) and PyTorch."""
+    are in extra_info (and printed with -s). Needs MNIST (the ``mnist_path`` fixture: --data,
+    $LENET_NATIVE_DATA or ../shared/data/mnist beside the checkout) and PyTorch."""
     torch = pytest.importorskip("torch")
     import statistics
     import time
-    from pathlib import Path
 
     from lenet_native.datasets import load_mnist
-    from lenet_native.train import train
-    try:
-        xtr, ytr = load_mnist(None, "train")
-    except (FileNotFoundError, ValueError):
-        here = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-        if not here.is_dir():
-            pytest.skip("MNIST not found")
-        xtr, ytr = load_mnist(here, "train")
+    from lenet_native.training import train
+    xtr, ytr = load_mnist(mnist_path, "train")
     benchmark.group = f"sgd epoch (60,000 images), batch {BATCH}, {THREADS} threads"
     torch.set_num_threads(THREADS)
     x = ln.preprocess(xtr)
     model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
-    net = _torch_module(model.state_dict(), "softmax").train()
+    net = torch_module(model.state_dict(), "softmax").train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(ytr.astype(np.int64))
 
@@ -250,16 +243,16 @@ def test_sgd_epoch_native_vs_torch(benchmark):
 @pytest.mark.parametrize("placement", ["placed", "off_line"])
 def test_sdlm_param_placement(benchmark, data, placement):
     """512 SDLM samples with the parameter and step vectors placed (C5 on a 64-byte line,
-    model.param_vector) or 16 bytes off it: the speed-up the placement was made for."""
+    layout.param_vector) or 16 bytes off it: the speed-up the placement was made for."""
     from test_bench_network import _placed_copy
     benchmark.group = "sdlm 512 samples: C5 placement"
     x, y = data
     model = ln.LeNet5(head="rbf", seed=0)
     placed = placement == "placed"
-    flat = _placed_copy(model._flat, placed)
+    flat = _placed_copy(model.params, placed)
     step = _placed_copy(_sdlm_steps(trainable_mask("rbf")), placed)
     order = np.arange(512, dtype=np.int64)
-    benchmark.pedantic(_core.sdlm_epoch, args=(flat, _C3_OUT, _C3_IN, "rbf", step, x, y, order),
+    benchmark.pedantic(_core.sdlm_epoch, args=(flat, C3_OUT, C3_IN, "rbf", step, x, y, order),
                        rounds=10, iterations=1, warmup_rounds=1)
 
 
@@ -271,11 +264,11 @@ def test_batch_bookkeeping(benchmark, data, impl):
     benchmark.group = f"batch bookkeeping after a step (batch {BATCH})"
     x, y = data[0][:BATCH], data[1][:BATCH]
     model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
-    flat, vel, mask = model._flat, param_vector(), trainable_mask("softmax")
+    flat, vel, mask = model.params, param_vector(), trainable_mask("softmax")
     result = {}
 
     def step():
-        result["lo"] = _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, _C3_OUT, _C3_IN,
+        result["lo"] = _core.sgd_train_step(flat, vel, mask, 1e-4, 0.9, 0.0, C3_OUT, C3_IN,
                                             "softmax", x, y, 1.0 / BATCH, THREADS)
         return (), {}
 

@@ -38,8 +38,9 @@ static void gather_one(float *restrict out, const uint8_t *restrict digit, const
     }
 }
 
-int digits_gather(float *restrict out, const uint8_t *restrict digits,
-                  const int64_t *restrict index, const int8_t *restrict shift, int64_t B, int64_t N)
+int lenet_digits_gather(float *restrict out, const uint8_t *restrict digits,
+                        const int64_t *restrict index, const int8_t *restrict shift, int64_t B,
+                        int64_t N)
 {
     CHECK(B >= 0 && N >= 0, LENET_ERR_SIZE);
     if (B == 0) return LENET_OK;

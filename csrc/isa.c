@@ -1,32 +1,51 @@
 /*
  * Which instruction-set variants exist and which this CPU can run. Pure functions of the
  * build and of the CPU (no state of our own: __builtin_cpu_supports reads the CPUID data
- * that libgcc gathers once at load time and checks that the OS saves the vector state).
+ * that libgcc gathers once at load time and checks that the OS saves the vector state),
+ * and the table that maps each variant to its kernels (simd_api.h).
  */
-#include "lenet.h"
+#include <stddef.h>
 
-static const char *const ISA_NAMES[LENET_NISA] = {"portable", "avx2", "avx512", "vec128"};
+#include "lenet.h"
+#include "simd_api.h"
+
+/* The one list of variants: name and kernel table (NULL: not built into this library).
+ * Every dispatch goes through lenet_kernels_for(). */
+static const struct {
+    const char *name;
+    const lenet_kernels *kernels;
+} VARIANTS[LENET_NISA] = {
+    [LENET_ISA_PORTABLE] = {"portable", &lenet_kernels_portable},
+#ifdef LENET_HAVE_AVX2
+    [LENET_ISA_AVX2] = {"avx2", &lenet_kernels_avx2},
+#else
+    [LENET_ISA_AVX2] = {"avx2", NULL},
+#endif
+#ifdef LENET_HAVE_AVX512
+    [LENET_ISA_AVX512] = {"avx512", &lenet_kernels_avx512},
+#else
+    [LENET_ISA_AVX512] = {"avx512", NULL},
+#endif
+#ifdef LENET_HAVE_VEC128
+    [LENET_ISA_VEC128] = {"vec128", &lenet_kernels_vec128},
+#else
+    [LENET_ISA_VEC128] = {"vec128", NULL},
+#endif
+};
 
 const char *lenet_isa_name(int isa)
 {
-    return isa >= 0 && isa < LENET_NISA ? ISA_NAMES[isa] : NULL;
+    return isa >= 0 && isa < LENET_NISA ? VARIANTS[isa].name : NULL;
+}
+
+const lenet_kernels *lenet_kernels_for(int isa)
+{
+    return isa >= 0 && isa < LENET_NISA ? VARIANTS[isa].kernels : NULL;
 }
 
 int lenet_isa_compiled(int isa)
 {
-    switch (isa) {
-    case LENET_ISA_PORTABLE: return 1;
-#ifdef LENET_HAVE_AVX2
-    case LENET_ISA_AVX2: return 1;
-#endif
-#ifdef LENET_HAVE_AVX512
-    case LENET_ISA_AVX512: return 1;
-#endif
-#ifdef LENET_HAVE_VEC128
-    case LENET_ISA_VEC128: return 1;
-#endif
-    default: return 0;
-    }
+    return lenet_kernels_for(isa) != NULL;
 }
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))

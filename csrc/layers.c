@@ -20,10 +20,10 @@
 
 /* ------------------------------------------------------------------ convolution (dense) */
 
-int conv5x5_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                    const float *restrict b, int64_t N, int C, int M, int H, int W, int nthreads)
+int lenet_conv5x5_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                          const float *restrict b, int64_t N, int C, int M, int H, int W, int nthreads)
 {
-    CHECK(N >= 0 && C > 0 && M > 0 && H >= 5 && W >= 5, LENET_ERR_SIZE);
+    CHECK(N >= 0 && C > 0 && M > 0 && H >= LENET_K && W >= LENET_K, LENET_ERR_SIZE);
     CHECK(N == 0 || (out && in && w && b), LENET_ERR_NULL);
     const int64_t isz = (int64_t)C * H * W, osz = (int64_t)M * (H - 4) * (W - 4);
     (void)nthreads;
@@ -35,11 +35,11 @@ int conv5x5_forward(float *restrict out, const float *restrict in, const float *
     return LENET_OK;
 }
 
-int conv5x5_backward(float *restrict din, float *restrict dw, float *restrict db,
-                     const float *restrict dout, const float *restrict in, const float *restrict w,
-                     int64_t N, int C, int M, int H, int W)
+int lenet_conv5x5_backward(float *restrict din, float *restrict dw, float *restrict db,
+                           const float *restrict dout, const float *restrict in, const float *restrict w,
+                           int64_t N, int C, int M, int H, int W)
 {
-    CHECK(N >= 0 && C > 0 && M > 0 && H >= 5 && W >= 5, LENET_ERR_SIZE);
+    CHECK(N >= 0 && C > 0 && M > 0 && H >= LENET_K && W >= LENET_K, LENET_ERR_SIZE);
     CHECK(N == 0 || (dw && db && dout && in && w), LENET_ERR_NULL);
     const int64_t isz = (int64_t)C * H * W, osz = (int64_t)M * (H - 4) * (W - 4);
     for (int64_t n = 0; n < N; n++)
@@ -59,11 +59,11 @@ static int check_pairs(const int32_t *pout, const int32_t *pin, int P, int C, in
     return LENET_OK;
 }
 
-int c3_forward(float *restrict out, const float *restrict in, const float *restrict w,
-               const float *restrict b, const int32_t *restrict pout, const int32_t *restrict pin,
-               int P, int64_t N, int C, int M, int H, int W, int nthreads)
+int lenet_c3_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                     const float *restrict b, const int32_t *restrict pout, const int32_t *restrict pin,
+                     int P, int64_t N, int C, int M, int H, int W, int nthreads)
 {
-    CHECK(P >= 0 && N >= 0 && C > 0 && M > 0 && H >= 5 && W >= 5, LENET_ERR_SIZE);
+    CHECK(P >= 0 && N >= 0 && C > 0 && M > 0 && H >= LENET_K && W >= LENET_K, LENET_ERR_SIZE);
     CHECK(N == 0 || (out && in && w && b && (P == 0 || (pout && pin))), LENET_ERR_NULL);
     int st = check_pairs(pout, pin, P, C, M);
     if (st) return st;
@@ -77,12 +77,12 @@ int c3_forward(float *restrict out, const float *restrict in, const float *restr
     return LENET_OK;
 }
 
-int c3_backward(float *restrict din, float *restrict dw, float *restrict db,
-                const float *restrict dout, const float *restrict in, const float *restrict w,
-                const int32_t *restrict pout, const int32_t *restrict pin,
-                int P, int64_t N, int C, int M, int H, int W)
+int lenet_c3_backward(float *restrict din, float *restrict dw, float *restrict db,
+                      const float *restrict dout, const float *restrict in, const float *restrict w,
+                      const int32_t *restrict pout, const int32_t *restrict pin,
+                      int P, int64_t N, int C, int M, int H, int W)
 {
-    CHECK(P >= 0 && N >= 0 && C > 0 && M > 0 && H >= 5 && W >= 5, LENET_ERR_SIZE);
+    CHECK(P >= 0 && N >= 0 && C > 0 && M > 0 && H >= LENET_K && W >= LENET_K, LENET_ERR_SIZE);
     CHECK(N == 0 || (dw && db && dout && in && w && (P == 0 || (pout && pin))), LENET_ERR_NULL);
     int st = check_pairs(pout, pin, P, C, M);
     if (st) return st;
@@ -95,8 +95,8 @@ int c3_backward(float *restrict din, float *restrict dw, float *restrict db,
 
 /* ------------------------------------------------------------------ subsampling */
 
-int subsample_forward(float *restrict out, const float *restrict in, const float *restrict coef,
-                      const float *restrict bias, int64_t N, int C, int H, int W, int nthreads)
+int lenet_subsample_forward(float *restrict out, const float *restrict in, const float *restrict coef,
+                            const float *restrict bias, int64_t N, int C, int H, int W, int nthreads)
 {
     CHECK(N >= 0 && C > 0 && H >= 2 && W >= 2 && H % 2 == 0 && W % 2 == 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (out && in && coef && bias), LENET_ERR_NULL);
@@ -109,9 +109,9 @@ int subsample_forward(float *restrict out, const float *restrict in, const float
     return LENET_OK;
 }
 
-int subsample_backward(float *restrict din, float *restrict dcoef, float *restrict dbias,
-                       const float *restrict dout, const float *restrict in,
-                       const float *restrict coef, int64_t N, int C, int H, int W)
+int lenet_subsample_backward(float *restrict din, float *restrict dcoef, float *restrict dbias,
+                             const float *restrict dout, const float *restrict in,
+                             const float *restrict coef, int64_t N, int C, int H, int W)
 {
     CHECK(N >= 0 && C > 0 && H >= 2 && W >= 2 && H % 2 == 0 && W % 2 == 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (dcoef && dbias && dout && in && coef), LENET_ERR_NULL);
@@ -121,9 +121,9 @@ int subsample_backward(float *restrict din, float *restrict dcoef, float *restri
     return LENET_OK;
 }
 
-int subsample_backward2(float *restrict hin, float *restrict hcoef, float *restrict hbias,
-                        const float *restrict hout, const float *restrict in,
-                        const float *restrict coef, int64_t N, int C, int H, int W)
+int lenet_subsample_backward2(float *restrict hin, float *restrict hcoef, float *restrict hbias,
+                              const float *restrict hout, const float *restrict in,
+                              const float *restrict coef, int64_t N, int C, int H, int W)
 {
     CHECK(N >= 0 && C > 0 && H >= 2 && W >= 2 && H % 2 == 0 && W % 2 == 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (hcoef && hbias && hout && in && coef), LENET_ERR_NULL);
@@ -135,7 +135,7 @@ int subsample_backward2(float *restrict hin, float *restrict hcoef, float *restr
 
 /* ------------------------------------------------------------------ squashing */
 
-int squash_forward(float *out, const float *in, int64_t n)
+int lenet_squash_forward(float *out, const float *in, int64_t n)
 {
     CHECK(n >= 0, LENET_ERR_SIZE);
     CHECK(n == 0 || (out && in), LENET_ERR_NULL);
@@ -144,8 +144,8 @@ int squash_forward(float *out, const float *in, int64_t n)
     return LENET_OK;
 }
 
-int squash_backward(float *restrict din, const float *restrict dout, const float *restrict out,
-                    int64_t n)
+int lenet_squash_backward(float *restrict din, const float *restrict dout, const float *restrict out,
+                          int64_t n)
 {
     CHECK(n >= 0, LENET_ERR_SIZE);
     CHECK(n == 0 || (din && dout && out), LENET_ERR_NULL);
@@ -153,8 +153,8 @@ int squash_backward(float *restrict din, const float *restrict dout, const float
     return LENET_OK;
 }
 
-int squash_backward2(float *restrict hin, const float *restrict hout, const float *restrict out,
-                     int64_t n)
+int lenet_squash_backward2(float *restrict hin, const float *restrict hout, const float *restrict out,
+                           int64_t n)
 {
     CHECK(n >= 0, LENET_ERR_SIZE);
     CHECK(n == 0 || (hin && hout && out), LENET_ERR_NULL);
@@ -164,8 +164,8 @@ int squash_backward2(float *restrict hin, const float *restrict hout, const floa
 
 /* ------------------------------------------------------------------ dense */
 
-int dense_forward(float *restrict out, const float *restrict in, const float *restrict w,
-                  const float *restrict b, int64_t N, int K, int M, int nthreads)
+int lenet_dense_forward(float *restrict out, const float *restrict in, const float *restrict w,
+                        const float *restrict b, int64_t N, int K, int M, int nthreads)
 {
     CHECK(N >= 0 && K > 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (out && in && w), LENET_ERR_NULL);
@@ -178,9 +178,9 @@ int dense_forward(float *restrict out, const float *restrict in, const float *re
     return LENET_OK;
 }
 
-int dense_backward(float *restrict din, float *restrict dw, float *restrict db,
-                   const float *restrict dout, const float *restrict in, const float *restrict w,
-                   int64_t N, int K, int M)
+int lenet_dense_backward(float *restrict din, float *restrict dw, float *restrict db,
+                         const float *restrict dout, const float *restrict in, const float *restrict w,
+                         int64_t N, int K, int M)
 {
     CHECK(N >= 0 && K > 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (dw && dout && in && w), LENET_ERR_NULL);
@@ -191,8 +191,8 @@ int dense_backward(float *restrict din, float *restrict dw, float *restrict db,
 
 /* ------------------------------------------------------------------ RBF output */
 
-int rbf_forward(float *restrict out, const float *restrict in, const float *restrict proto,
-                int64_t N, int K, int M, int nthreads)
+int lenet_rbf_forward(float *restrict out, const float *restrict in, const float *restrict proto,
+                      int64_t N, int K, int M, int nthreads)
 {
     CHECK(N >= 0 && K > 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (out && in && proto), LENET_ERR_NULL);
@@ -205,8 +205,8 @@ int rbf_forward(float *restrict out, const float *restrict in, const float *rest
     return LENET_OK;
 }
 
-int rbf_backward(float *restrict din, const float *restrict dout, const float *restrict in,
-                 const float *restrict proto, int64_t N, int K, int M)
+int lenet_rbf_backward(float *restrict din, const float *restrict dout, const float *restrict in,
+                       const float *restrict proto, int64_t N, int K, int M)
 {
     CHECK(N >= 0 && K > 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (din && dout && in && proto), LENET_ERR_NULL);
@@ -217,7 +217,7 @@ int rbf_backward(float *restrict din, const float *restrict dout, const float *r
 
 /* ------------------------------------------------------------------ softmax and losses */
 
-int softmax_forward(float *restrict probs, const float *restrict in, float sign, int64_t N, int M)
+int lenet_softmax_forward(float *restrict probs, const float *restrict in, float sign, int64_t N, int M)
 {
     CHECK(N >= 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (probs && in), LENET_ERR_NULL);
@@ -232,8 +232,8 @@ static int check_labels(const int32_t *labels, int64_t N, int M)
     return LENET_OK;
 }
 
-int xent_forward(float *restrict losses, const float *restrict logits,
-                 const int32_t *restrict labels, int64_t N, int M)
+int lenet_xent_forward(float *restrict losses, const float *restrict logits,
+                       const int32_t *restrict labels, int64_t N, int M)
 {
     CHECK(N >= 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (losses && logits && labels), LENET_ERR_NULL);
@@ -243,8 +243,8 @@ int xent_forward(float *restrict losses, const float *restrict logits,
     return LENET_OK;
 }
 
-int xent_backward(float *restrict dlogits, const float *restrict logits,
-                  const int32_t *restrict labels, float scale, int64_t N, int M)
+int lenet_xent_backward(float *restrict dlogits, const float *restrict logits,
+                        const int32_t *restrict labels, float scale, int64_t N, int M)
 {
     CHECK(N >= 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (dlogits && logits && labels), LENET_ERR_NULL);
@@ -255,8 +255,8 @@ int xent_backward(float *restrict dlogits, const float *restrict logits,
     return LENET_OK;
 }
 
-int rbfloss_forward(float *restrict losses, const float *restrict y,
-                    const int32_t *restrict labels, float j, int64_t N, int M)
+int lenet_rbfloss_forward(float *restrict losses, const float *restrict y,
+                          const int32_t *restrict labels, float j, int64_t N, int M)
 {
     CHECK(N >= 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (losses && y && labels), LENET_ERR_NULL);
@@ -266,8 +266,8 @@ int rbfloss_forward(float *restrict losses, const float *restrict y,
     return LENET_OK;
 }
 
-int rbfloss_backward(float *restrict dy, const float *restrict y, const int32_t *restrict labels,
-                     float j, float scale, int64_t N, int M)
+int lenet_rbfloss_backward(float *restrict dy, const float *restrict y, const int32_t *restrict labels,
+                           float j, float scale, int64_t N, int M)
 {
     CHECK(N >= 0 && M > 0, LENET_ERR_SIZE);
     CHECK(N == 0 || (dy && y && labels), LENET_ERR_NULL);
@@ -280,8 +280,8 @@ int rbfloss_backward(float *restrict dy, const float *restrict y, const int32_t 
 
 /* ------------------------------------------------------------------ optimiser */
 
-int sgd_update(float *restrict p, float *restrict v, const float *restrict g,
-               const uint8_t *restrict mask, float lr, float momentum, float decay, int64_t n)
+int lenet_sgd_update(float *restrict p, float *restrict v, const float *restrict g,
+                     const uint8_t *restrict mask, float lr, float momentum, float decay, int64_t n)
 {
     CHECK(n >= 0, LENET_ERR_SIZE);
     CHECK(n == 0 || (p && v && g && mask), LENET_ERR_NULL);

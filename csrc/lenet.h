@@ -2,7 +2,8 @@
  * lenet_native: LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998) kernels in plain C99.
  *
  * Conventions (after karpathy/llm.c and ggml):
- *   - one <layer>_forward / <layer>_backward pair per layer;
+ *   - every exported symbol starts with lenet_ (macros LENET_); one lenet_<layer>_forward /
+ *     lenet_<layer>_backward pair per layer (_backward2: Gauss-Newton second derivatives);
  *   - arguments: outputs first, then inputs, then sizes; each pointer's shape in a comment;
  *   - gradients ACCUMULATE (+=) into caller-zeroed buffers;
  *   - kernels never allocate and hold no global or static mutable state, so every call
@@ -46,8 +47,8 @@ enum {
 /* ---- instruction-set variants ---------------------------------------------------------
  * The whole-network entry points (lenet_forward, lenet_loss_grad, lenet_hessian_diag,
  * lenet_sdlm_epoch) exist in several variants: the portable C99 code, always built,
- * AVX2+FMA / AVX-512 kernels built from csrc/simd_net.c with per-file -m flags, and the
- * same file built for generic 128-bit vectors (vec128: SSE2 on x86-64, NEON on ARM64). The
+ * AVX2+FMA / AVX-512 kernels built from csrc/simd_*.c with per-file -m flags, and the
+ * same files built for generic 128-bit vectors (vec128: SSE2 on x86-64, NEON on ARM64). The
  * variant is chosen by the caller (lenet_net.isa), normally once at start-up from
  * lenet_best_isa(); there is no global state. Within one variant results are
  * deterministic, independent of the thread count and of the batch an image comes in;
@@ -80,31 +81,31 @@ const char *lenet_isa_name(int isa);/* "portable", "avx2", "avx512", "vec128"; N
 enum { LENET_HEAD_SOFTMAX = 0, LENET_HEAD_RBF = 1 };
 
 /* ---- flat parameter vector ------------------------------------------------------------ */
-#define LENET_OFF_C1_W 0                                   /* (6, 25)        */
-#define LENET_OFF_C1_B (LENET_OFF_C1_W + 6 * 25)           /* (6,)           */
-#define LENET_OFF_S2_W (LENET_OFF_C1_B + 6)                /* (6,)           */
-#define LENET_OFF_S2_B (LENET_OFF_S2_W + 6)                /* (6,)           */
-#define LENET_OFF_C3_W (LENET_OFF_S2_B + 6)                /* (60, 25) packed */
-#define LENET_OFF_C3_B (LENET_OFF_C3_W + 60 * 25)          /* (16,)          */
-#define LENET_OFF_S4_W (LENET_OFF_C3_B + 16)               /* (16,)          */
-#define LENET_OFF_S4_B (LENET_OFF_S4_W + 16)               /* (16,)          */
-#define LENET_OFF_C5_W (LENET_OFF_S4_B + 16)               /* (120, 400)     */
-#define LENET_OFF_C5_B (LENET_OFF_C5_W + 120 * 400)        /* (120,)         */
-#define LENET_OFF_F6_W (LENET_OFF_C5_B + 120)              /* (84, 120)      */
-#define LENET_OFF_F6_B (LENET_OFF_F6_W + 84 * 120)         /* (84,)          */
-#define LENET_OFF_OUT_W (LENET_OFF_F6_B + 84)              /* (10, 84): softmax weight or RBF prototypes */
-#define LENET_OFF_OUT_B (LENET_OFF_OUT_W + 10 * 84)        /* (10,): softmax bias (unused by RBF) */
-#define LENET_NPARAMS (LENET_OFF_OUT_B + 10)               /* 60850 */
+#define LENET_OFF_C1_W 0                                                  /* (6, 25)        */
+#define LENET_OFF_C1_B (LENET_OFF_C1_W + LENET_C1_MAPS * LENET_KK)        /* (6,)           */
+#define LENET_OFF_S2_W (LENET_OFF_C1_B + LENET_C1_MAPS)                   /* (6,)           */
+#define LENET_OFF_S2_B (LENET_OFF_S2_W + LENET_C1_MAPS)                   /* (6,)           */
+#define LENET_OFF_C3_W (LENET_OFF_S2_B + LENET_C1_MAPS)                   /* (60, 25) packed */
+#define LENET_OFF_C3_B (LENET_OFF_C3_W + LENET_C3_PAIRS * LENET_KK)       /* (16,)          */
+#define LENET_OFF_S4_W (LENET_OFF_C3_B + LENET_C3_MAPS)                   /* (16,)          */
+#define LENET_OFF_S4_B (LENET_OFF_S4_W + LENET_C3_MAPS)                   /* (16,)          */
+#define LENET_OFF_C5_W (LENET_OFF_S4_B + LENET_C3_MAPS)                   /* (120, 400)     */
+#define LENET_OFF_C5_B (LENET_OFF_C5_W + LENET_C5 * LENET_C3_MAPS * LENET_KK) /* (120,)     */
+#define LENET_OFF_F6_W (LENET_OFF_C5_B + LENET_C5)                        /* (84, 120)      */
+#define LENET_OFF_F6_B (LENET_OFF_F6_W + LENET_F6 * LENET_C5)             /* (84,)          */
+#define LENET_OFF_OUT_W (LENET_OFF_F6_B + LENET_F6)   /* (10, 84): softmax weight or RBF prototypes */
+#define LENET_OFF_OUT_B (LENET_OFF_OUT_W + LENET_OUT * LENET_F6)  /* (10,): softmax bias (unused by RBF) */
+#define LENET_NPARAMS (LENET_OFF_OUT_B + LENET_OUT)                       /* 60850 */
 
 /* per-image activation buffer: every layer's post-squash output, then the head's output */
 #define LENET_ACT_C1 0
-#define LENET_ACT_S2 (LENET_ACT_C1 + 6 * 28 * 28)
-#define LENET_ACT_C3 (LENET_ACT_S2 + 6 * 14 * 14)
-#define LENET_ACT_S4 (LENET_ACT_C3 + 16 * 10 * 10)
-#define LENET_ACT_C5 (LENET_ACT_S4 + 16 * 5 * 5)
-#define LENET_ACT_F6 (LENET_ACT_C5 + 120)
-#define LENET_ACT_OUT (LENET_ACT_F6 + 84)
-#define LENET_NACTS (LENET_ACT_OUT + 10)                   /* 8094 floats per image */
+#define LENET_ACT_S2 (LENET_ACT_C1 + LENET_C1_MAPS * LENET_C1_HW * LENET_C1_HW)
+#define LENET_ACT_C3 (LENET_ACT_S2 + LENET_C1_MAPS * LENET_S2_HW * LENET_S2_HW)
+#define LENET_ACT_S4 (LENET_ACT_C3 + LENET_C3_MAPS * LENET_C3_HW * LENET_C3_HW)
+#define LENET_ACT_C5 (LENET_ACT_S4 + LENET_C3_MAPS * LENET_S4_HW * LENET_S4_HW)
+#define LENET_ACT_F6 (LENET_ACT_C5 + LENET_C5)
+#define LENET_ACT_OUT (LENET_ACT_F6 + LENET_F6)
+#define LENET_NACTS (LENET_ACT_OUT + LENET_OUT)                         /* 8094 floats per image */
 
 /* the squashing function f(a) = A tanh(S a) */
 #define LENET_SQUASH_A 1.7159f
@@ -123,113 +124,113 @@ typedef struct {
 /* ================================ layer kernels ======================================= */
 
 /* 5x5 valid cross-correlation, every input map to every output map (C1; C5 in general). */
-int conv5x5_forward(float *restrict out,        /* out: (N, M, H-4, W-4) pre-activation */
-                    const float *restrict in,   /* in:  (N, C, H, W) */
-                    const float *restrict w,    /* w:   (M, C, 5, 5) */
-                    const float *restrict b,    /* b:   (M,) */
-                    int64_t N, int C, int M, int H, int W, int nthreads);
-int conv5x5_backward(float *restrict din,       /* din: (N, C, H, W) += ; may be NULL */
-                     float *restrict dw,        /* dw:  (M, C, 5, 5) += */
-                     float *restrict db,        /* db:  (M,) += */
-                     const float *restrict dout,/* dout:(N, M, H-4, W-4) */
-                     const float *restrict in,  /* in:  (N, C, H, W) */
-                     const float *restrict w,   /* w:   (M, C, 5, 5) */
-                     int64_t N, int C, int M, int H, int W);
+int lenet_conv5x5_forward(float *restrict out,        /* out: (N, M, H-4, W-4) pre-activation */
+                          const float *restrict in,   /* in:  (N, C, H, W) */
+                          const float *restrict w,    /* w:   (M, C, 5, 5) */
+                          const float *restrict b,    /* b:   (M,) */
+                          int64_t N, int C, int M, int H, int W, int nthreads);
+int lenet_conv5x5_backward(float *restrict din,       /* din: (N, C, H, W) += ; may be NULL */
+                           float *restrict dw,        /* dw:  (M, C, 5, 5) += */
+                           float *restrict db,        /* db:  (M,) += */
+                           const float *restrict dout,/* dout:(N, M, H-4, W-4) */
+                           const float *restrict in,  /* in:  (N, C, H, W) */
+                           const float *restrict w,   /* w:   (M, C, 5, 5) */
+                           int64_t N, int C, int M, int H, int W);
 
 /* Sparse 5x5 convolution over a list of connected (out, in) pairs with packed weights (C3). */
-int c3_forward(float *restrict out,             /* out: (N, M, H-4, W-4) pre-activation */
-               const float *restrict in,        /* in:  (N, C, H, W) */
-               const float *restrict w,         /* w:   (P, 5, 5) packed, pair order */
-               const float *restrict b,         /* b:   (M,) */
-               const int32_t *restrict pout,    /* pout:(P,) output map of each pair */
-               const int32_t *restrict pin,     /* pin: (P,) input map of each pair */
-               int P, int64_t N, int C, int M, int H, int W, int nthreads);
-int c3_backward(float *restrict din,            /* din: (N, C, H, W) += ; may be NULL */
-                float *restrict dw,             /* dw:  (P, 5, 5) += */
-                float *restrict db,             /* db:  (M,) += */
-                const float *restrict dout,     /* dout:(N, M, H-4, W-4) */
-                const float *restrict in,       /* in:  (N, C, H, W) */
-                const float *restrict w,        /* w:   (P, 5, 5) */
-                const int32_t *restrict pout, const int32_t *restrict pin,
-                int P, int64_t N, int C, int M, int H, int W);
+int lenet_c3_forward(float *restrict out,             /* out: (N, M, H-4, W-4) pre-activation */
+                     const float *restrict in,        /* in:  (N, C, H, W) */
+                     const float *restrict w,         /* w:   (P, 5, 5) packed, pair order */
+                     const float *restrict b,         /* b:   (M,) */
+                     const int32_t *restrict pout,    /* pout:(P,) output map of each pair */
+                     const int32_t *restrict pin,     /* pin: (P,) input map of each pair */
+                     int P, int64_t N, int C, int M, int H, int W, int nthreads);
+int lenet_c3_backward(float *restrict din,            /* din: (N, C, H, W) += ; may be NULL */
+                      float *restrict dw,             /* dw:  (P, 5, 5) += */
+                      float *restrict db,             /* db:  (M,) += */
+                      const float *restrict dout,     /* dout:(N, M, H-4, W-4) */
+                      const float *restrict in,       /* in:  (N, C, H, W) */
+                      const float *restrict w,        /* w:   (P, 5, 5) */
+                      const int32_t *restrict pout, const int32_t *restrict pin,
+                      int P, int64_t N, int C, int M, int H, int W);
 
 /* Trainable 2x2 subsampling: out = coef[c] * (sum of the 2x2 block) + bias[c] (S2, S4). */
-int subsample_forward(float *restrict out,      /* out: (N, C, H/2, W/2) pre-activation */
-                      const float *restrict in, /* in:  (N, C, H, W), H and W even */
-                      const float *restrict coef, /* coef: (C,) */
-                      const float *restrict bias, /* bias: (C,) */
-                      int64_t N, int C, int H, int W, int nthreads);
-int subsample_backward(float *restrict din,     /* din:  (N, C, H, W) += ; may be NULL */
-                       float *restrict dcoef,   /* dcoef:(C,) += */
-                       float *restrict dbias,   /* dbias:(C,) += */
-                       const float *restrict dout, /* dout: (N, C, H/2, W/2) */
-                       const float *restrict in,   /* in:   (N, C, H, W) */
-                       const float *restrict coef, /* coef: (C,) */
-                       int64_t N, int C, int H, int W);
+int lenet_subsample_forward(float *restrict out,      /* out: (N, C, H/2, W/2) pre-activation */
+                            const float *restrict in, /* in:  (N, C, H, W), H and W even */
+                            const float *restrict coef, /* coef: (C,) */
+                            const float *restrict bias, /* bias: (C,) */
+                            int64_t N, int C, int H, int W, int nthreads);
+int lenet_subsample_backward(float *restrict din,     /* din:  (N, C, H, W) += ; may be NULL */
+                             float *restrict dcoef,   /* dcoef:(C,) += */
+                             float *restrict dbias,   /* dbias:(C,) += */
+                             const float *restrict dout, /* dout: (N, C, H/2, W/2) */
+                             const float *restrict in,   /* in:   (N, C, H, W) */
+                             const float *restrict coef, /* coef: (C,) */
+                             int64_t N, int C, int H, int W);
 /* Gauss-Newton second derivatives through subsampling: hcoef += (block sum)^2 h,
  * hbias += h, hin += coef^2 h. */
-int subsample_backward2(float *restrict hin, float *restrict hcoef, float *restrict hbias,
-                        const float *restrict hout, const float *restrict in,
-                        const float *restrict coef, int64_t N, int C, int H, int W);
+int lenet_subsample_backward2(float *restrict hin, float *restrict hcoef, float *restrict hbias,
+                              const float *restrict hout, const float *restrict in,
+                              const float *restrict coef, int64_t N, int C, int H, int W);
 
 /* Scaled tanh f(a) = A tanh(S a); in place allowed (out == in). */
-int squash_forward(float *out,                  /* out: (n,) */
-                   const float *in,             /* in:  (n,) */
-                   int64_t n);
-/* squash_forward computed by an instruction-set variant's vectorised squash (LENET_ISA_*;
- * portable: squash_forward itself); within 4 (portable) or 6 (AVX2, AVX-512) float32 ulps of A tanh(S a). */
-int lenet_squash_isa(float *out, const float *in, int64_t n, int isa);
+int lenet_squash_forward(float *out,                  /* out: (n,) */
+                         const float *in,             /* in:  (n,) */
+                         int64_t n);
+/* lenet_squash_forward computed by an instruction-set variant's vectorised squash (LENET_ISA_*;
+ * portable: lenet_squash_forward itself); within 4 (portable) or 6 (AVX2, AVX-512) float32 ulps of A tanh(S a). */
+int lenet_squash_forward_isa(float *out, const float *in, int64_t n, int isa);
 /* din += dout * f'(a), with f'(a) computed from the OUTPUT y = f(a): S (A^2 - y^2) / A. */
-int squash_backward(float *restrict din, const float *restrict dout,
-                    const float *restrict out, int64_t n);
+int lenet_squash_backward(float *restrict din, const float *restrict dout,
+                          const float *restrict out, int64_t n);
 /* Gauss-Newton: hin += hout * f'(a)^2 */
-int squash_backward2(float *restrict hin, const float *restrict hout,
-                     const float *restrict out, int64_t n);
+int lenet_squash_backward2(float *restrict hin, const float *restrict hout,
+                           const float *restrict out, int64_t n);
 
 /* Dense layer out = in W^T + b (F6, softmax head; C5 on 5x5 maps). */
-int dense_forward(float *restrict out,          /* out: (N, M) */
-                  const float *restrict in,     /* in:  (N, K) */
-                  const float *restrict w,      /* w:   (M, K) */
-                  const float *restrict b,      /* b:   (M,), may be NULL */
-                  int64_t N, int K, int M, int nthreads);
-int dense_backward(float *restrict din,         /* din: (N, K) += ; may be NULL */
-                   float *restrict dw,          /* dw:  (M, K) += */
-                   float *restrict db,          /* db:  (M,) += ; may be NULL */
-                   const float *restrict dout,  /* dout:(N, M) */
-                   const float *restrict in,    /* in:  (N, K) */
-                   const float *restrict w,     /* w:   (M, K) */
-                   int64_t N, int K, int M);
+int lenet_dense_forward(float *restrict out,          /* out: (N, M) */
+                        const float *restrict in,     /* in:  (N, K) */
+                        const float *restrict w,      /* w:   (M, K) */
+                        const float *restrict b,      /* b:   (M,), may be NULL */
+                        int64_t N, int K, int M, int nthreads);
+int lenet_dense_backward(float *restrict din,         /* din: (N, K) += ; may be NULL */
+                         float *restrict dw,          /* dw:  (M, K) += */
+                         float *restrict db,          /* db:  (M,) += ; may be NULL */
+                         const float *restrict dout,  /* dout:(N, M) */
+                         const float *restrict in,    /* in:  (N, K) */
+                         const float *restrict w,     /* w:   (M, K) */
+                         int64_t N, int K, int M);
 
 /* Euclidean RBF units y_i = sum_j (x_j - w_ij)^2 (the paper's output layer). */
-int rbf_forward(float *restrict out,            /* out: (N, M) */
-                const float *restrict in,       /* in:  (N, K) */
-                const float *restrict proto,    /* proto: (M, K) */
-                int64_t N, int K, int M, int nthreads);
-int rbf_backward(float *restrict din,           /* din: (N, K) += */
-                 const float *restrict dout,    /* dout:(N, M) */
-                 const float *restrict in,      /* in:  (N, K) */
-                 const float *restrict proto,   /* proto: (M, K) */
-                 int64_t N, int K, int M);
+int lenet_rbf_forward(float *restrict out,            /* out: (N, M) */
+                      const float *restrict in,       /* in:  (N, K) */
+                      const float *restrict proto,    /* proto: (M, K) */
+                      int64_t N, int K, int M, int nthreads);
+int lenet_rbf_backward(float *restrict din,           /* din: (N, K) += */
+                       const float *restrict dout,    /* dout:(N, M) */
+                       const float *restrict in,      /* in:  (N, K) */
+                       const float *restrict proto,   /* proto: (M, K) */
+                       int64_t N, int K, int M);
 
 /* Row-wise softmax (numerically stable); sign = +1 for logits, -1 for RBF distances. */
-int softmax_forward(float *restrict probs,      /* probs: (N, M) */
-                    const float *restrict in,   /* in:    (N, M) */
-                    float sign, int64_t N, int M);
+int lenet_softmax_forward(float *restrict probs,      /* probs: (N, M) */
+                          const float *restrict in,   /* in:    (N, M) */
+                          float sign, int64_t N, int M);
 
 /* Softmax cross-entropy. losses[i] = -log p[label]; dlogits += scale * (p - onehot). */
-int xent_forward(float *restrict losses,        /* losses: (N,) */
-                 const float *restrict logits,  /* logits: (N, M) */
-                 const int32_t *restrict labels,/* labels: (N,) */
-                 int64_t N, int M);
-int xent_backward(float *restrict dlogits,      /* dlogits: (N, M) += */
-                  const float *restrict logits, const int32_t *restrict labels,
-                  float scale, int64_t N, int M);
+int lenet_xent_forward(float *restrict losses,        /* losses: (N,) */
+                       const float *restrict logits,  /* logits: (N, M) */
+                       const int32_t *restrict labels,/* labels: (N,) */
+                       int64_t N, int M);
+int lenet_xent_backward(float *restrict dlogits,      /* dlogits: (N, M) += */
+                        const float *restrict logits, const int32_t *restrict labels,
+                        float scale, int64_t N, int M);
 
 /* The paper's RBF loss (eq. 9): E = y_label + log(exp(-j) + sum_i exp(-y_i)). */
-int rbfloss_forward(float *restrict losses, const float *restrict y,
-                    const int32_t *restrict labels, float j, int64_t N, int M);
-int rbfloss_backward(float *restrict dy, const float *restrict y,
-                     const int32_t *restrict labels, float j, float scale, int64_t N, int M);
+int lenet_rbfloss_forward(float *restrict losses, const float *restrict y,
+                          const int32_t *restrict labels, float j, int64_t N, int M);
+int lenet_rbfloss_backward(float *restrict dy, const float *restrict y,
+                           const int32_t *restrict labels, float j, float scale, int64_t N, int M);
 
 /* ================================ whole network ======================================= */
 
@@ -277,17 +278,17 @@ int lenet_loss_grad(float *restrict grad,       /* grad: (LENET_NPARAMS,) += */
                     float *restrict workspace, size_t workspace_floats);
 
 /* One SGD step on the batch: the gradient (lenet_loss_grad's, scale = 1/N for the mean
- * loss), then sgd_update (below) with it, the update applied to each slice of the
+ * loss), then lenet_sgd_update (below) with it, the update applied to each slice of the
  * parameters as soon as its gradient is summed (one pass, no gradient buffer). params must
  * be net->params (updated in place); the same bits as lenet_loss_grad into a zeroed buffer
- * followed by sgd_update. N = 0 changes nothing (no momentum-only step).
+ * followed by lenet_sgd_update. N = 0 changes nothing (no momentum-only step).
  * Workspace: lenet_grad_workspace_size(N, nthreads). */
 int lenet_sgd_train_step(float *params,         /* params: (LENET_NPARAMS,) == net->params */
                          float *restrict velocity, /* velocity: (LENET_NPARAMS,) */
-                         const uint8_t *restrict mask, /* mask: (LENET_NPARAMS,) 1 = trainable */
-                         float lr, float momentum, float decay,
                          float *restrict losses, /* losses: (N,) or NULL */
                          float *restrict out,    /* out: (N, 10) or NULL */
+                         const uint8_t *restrict mask, /* mask: (LENET_NPARAMS,) 1 = trainable */
+                         float lr, float momentum, float decay,
                          const lenet_net *net,
                          const float *restrict x, /* x: (N, 32, 32) */
                          const int32_t *restrict labels, /* labels: (N,) */
@@ -314,12 +315,12 @@ int lenet_hessian_diag(float *restrict h,       /* h: (LENET_NPARAMS,) += */
  *   column sx = clip(ax[b] X + (axy[b] Y + offx[b]), 0, W + 1)
  * (padded coordinates). The same float operations as lenet_native.distort's NumPy path.
  * workspace: W + 3 floats. */
-int warp_rows_forward(float *restrict out,      /* out: (N, H, W) */
-                      const float *restrict in, /* in:  (N, H, W) */
-                      const float *restrict ax, const float *restrict axy,
-                      const float *restrict ayy, /* (N,) each */
-                      const float *restrict offx, const float *restrict offy, /* (N,) each */
-                      float background, int64_t N, int H, int W, float *restrict workspace);
+int lenet_warp_rows_forward(float *restrict out,      /* out: (N, H, W) */
+                            const float *restrict in, /* in:  (N, H, W) */
+                            const float *restrict ax, const float *restrict axy,
+                            const float *restrict ayy, /* (N,) each */
+                            const float *restrict offx, const float *restrict offy, /* (N,) each */
+                            float background, int64_t N, int H, int W, float *restrict workspace);
 
 /* ================================ input ================================================ */
 
@@ -329,19 +330,19 @@ int warp_rows_forward(float *restrict out,      /* out: (N, H, W) */
  * 2 + shift[2b], column 2 + shift[2b + 1] of the frame instead of (2, 2): a translation of
  * up to 2 px that never crops. LENET_ERR_ARG if an index is outside [0, N) or a shift
  * outside [-2, 2] (nothing is written then). */
-int digits_gather(float *restrict out,            /* out:    (B, 32, 32) written whole */
-                  const uint8_t *restrict digits, /* digits: (N, 28, 28) 0 = background, 255 = ink */
-                  const int64_t *restrict index,  /* index:  (B,) rows of digits; NULL = 0..B-1 (B <= N) */
-                  const int8_t *restrict shift,   /* shift:  (B, 2) (dy, dx) in [-2, 2]; NULL = none */
-                  int64_t B, int64_t N);
+int lenet_digits_gather(float *restrict out,            /* out:    (B, 32, 32) written whole */
+                        const uint8_t *restrict digits, /* digits: (N, 28, 28) 0 = background, 255 = ink */
+                        const int64_t *restrict index,  /* index:  (B,) rows of digits; NULL = 0..B-1 (B <= N) */
+                        const int8_t *restrict shift,   /* shift:  (B, 2) (dy, dx) in [-2, 2]; NULL = none */
+                        int64_t B, int64_t N);
 
 /* ================================ optimisers ========================================== */
 
 /* SGD with momentum and L2 weight decay, element-wise over the flat vector:
  *   v = momentum * v + (g + decay * p) ; p -= lr * v ; only where mask[k] != 0. */
-int sgd_update(float *restrict p, float *restrict v, const float *restrict g,
-               const uint8_t *restrict mask, float lr, float momentum, float decay, int64_t n);
-/* sgd_update by an instruction-set variant (LENET_ISA_*): the same operations in the same
+int lenet_sgd_update(float *restrict p, float *restrict v, const float *restrict g,
+                     const uint8_t *restrict mask, float lr, float momentum, float decay, int64_t n);
+/* lenet_sgd_update by an instruction-set variant (LENET_ISA_*): the same operations in the same
  * order (separate multiplies and adds, no fused multiply-add), so the same bits. */
 int lenet_sgd_update_isa(float *restrict p, float *restrict v, const float *restrict g,
                          const uint8_t *restrict mask, float lr, float momentum, float decay,

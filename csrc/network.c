@@ -1,6 +1,6 @@
 /*
  * The whole LeNet-5, fused image by image (portable variant) or block by block (SIMD
- * variants, simd_net.c: `lanes` images side by side in the vector lanes): every layer of an
+ * variants, simd_*.c: `lanes` images side by side in the vector lanes): every layer of an
  * image or block runs out of a per-thread buffer that stays cache resident, so a batch of
  * any size streams through bounded memory. Threads split the batch (OpenMP, outer loop
  * only); what each thread computes never depends on how many threads there are.
@@ -9,8 +9,7 @@
 #include <string.h>
 
 #include "lenet.h"
-#include "layers_impl.h"
-#include "net_portable.h"
+#include "common.h"
 #include "simd_api.h"
 
 #ifdef _OPENMP
@@ -38,6 +37,94 @@ static int clamp_threads(int nthreads)
     (void)nthreads;
     return 1;
 #endif
+}
+
+/* ---- the portable whole network: one image forward and backward out of caller buffers,
+ * with the one-image layer bodies of layers_impl.h (also the reference the SIMD variants
+ * are tested against) */
+
+/* geometry of the maps (lenet.h) */
+#define IN_PIXELS (LENET_IN * LENET_IN)
+#define C1_SIZE (LENET_C1_MAPS * LENET_C1_HW * LENET_C1_HW)
+#define S2_SIZE (LENET_C1_MAPS * LENET_S2_HW * LENET_S2_HW)
+#define C3_SIZE (LENET_C3_MAPS * LENET_C3_HW * LENET_C3_HW)
+#define S4_SIZE (LENET_C3_MAPS * LENET_S4_HW * LENET_S4_HW)
+
+/* One image forward: acts (LENET_NACTS,) receives every layer's output. */
+static void net_forward_one(float *restrict acts,         /* (LENET_NACTS,) */
+                            const lenet_net *net,
+                            const float *restrict x)      /* (32, 32) */
+{
+    float *c1 = acts + LENET_ACT_C1, *s2 = acts + LENET_ACT_S2, *c3 = acts + LENET_ACT_C3;
+    float *s4 = acts + LENET_ACT_S4, *c5 = acts + LENET_ACT_C5, *f6 = acts + LENET_ACT_F6;
+    float *out = acts + LENET_ACT_OUT;
+
+    conv5x5_forward_one(c1, x, net_param(net, LENET_OFF_C1_W), net_param(net, LENET_OFF_C1_B), 1,
+                        LENET_C1_MAPS, LENET_IN, LENET_IN);
+    squash_inplace_one(c1, C1_SIZE);
+    subsample_forward_one(s2, c1, net_param(net, LENET_OFF_S2_W), net_param(net, LENET_OFF_S2_B),
+                          LENET_C1_MAPS, LENET_C1_HW, LENET_C1_HW);
+    squash_inplace_one(s2, S2_SIZE);
+    c3_forward_one(c3, s2, net_param(net, LENET_OFF_C3_W), net_param(net, LENET_OFF_C3_B),
+                   net->c3_out, net->c3_in, LENET_C3_PAIRS, LENET_C3_MAPS, LENET_S2_HW, LENET_S2_HW);
+    squash_inplace_one(c3, C3_SIZE);
+    subsample_forward_one(s4, c3, net_param(net, LENET_OFF_S4_W), net_param(net, LENET_OFF_S4_B),
+                          LENET_C3_MAPS, LENET_C3_HW, LENET_C3_HW);
+    squash_inplace_one(s4, S4_SIZE);
+    /* C5 is a 5x5 convolution over 5x5 maps: one output pixel, i.e. a dense 400 -> 120 */
+    dense_forward_one(c5, s4, net_param(net, LENET_OFF_C5_W), net_param(net, LENET_OFF_C5_B),
+                      S4_SIZE, LENET_C5);
+    squash_inplace_one(c5, LENET_C5);
+    dense_forward_one(f6, c5, net_param(net, LENET_OFF_F6_W), net_param(net, LENET_OFF_F6_B),
+                      LENET_C5, LENET_F6);
+    squash_inplace_one(f6, LENET_F6);
+    if (net->head == LENET_HEAD_RBF)
+        rbf_forward_one(out, f6, net_param(net, LENET_OFF_OUT_W), LENET_F6, LENET_OUT);
+    else
+        dense_forward_one(out, f6, net_param(net, LENET_OFF_OUT_W), net_param(net, LENET_OFF_OUT_B),
+                          LENET_F6, LENET_OUT);
+}
+
+/* One image backward. d and dpre are (LENET_NACTS,) scratch buffers (gradients wrt each
+ * layer's output and pre-activation); grad (LENET_NPARAMS,) accumulates. Returns the loss. */
+static float net_backward_one(float *restrict grad,       /* (LENET_NPARAMS,) += */
+                              float *restrict d,          /* (LENET_NACTS,) scratch */
+                              float *restrict dpre,       /* (LENET_NACTS,) scratch */
+                              const float *restrict acts, /* (LENET_NACTS,) net_forward_one's */
+                              const lenet_net *net,
+                              const float *restrict x,    /* (32, 32) */
+                              int label, float scale)
+{
+    const float *c1 = acts + LENET_ACT_C1, *s2 = acts + LENET_ACT_S2, *c3 = acts + LENET_ACT_C3;
+    const float *s4 = acts + LENET_ACT_S4, *c5 = acts + LENET_ACT_C5, *f6 = acts + LENET_ACT_F6;
+
+    memset(d, 0, LENET_NACTS * sizeof(float));
+    memset(dpre, 0, LENET_NACTS * sizeof(float));
+    float *dout = dpre + LENET_ACT_OUT;
+    const float loss = loss_backward_one(dout, acts + LENET_ACT_OUT, label, scale, net->head);
+    head_backward_one(d + LENET_ACT_F6, grad, dout, f6, net);
+    squash_backward_one(dpre + LENET_ACT_F6, d + LENET_ACT_F6, f6, LENET_F6);
+    dense_backward_one(d + LENET_ACT_C5, grad + LENET_OFF_F6_W, grad + LENET_OFF_F6_B,
+                       dpre + LENET_ACT_F6, c5, net_param(net, LENET_OFF_F6_W), LENET_C5, LENET_F6);
+    squash_backward_one(dpre + LENET_ACT_C5, d + LENET_ACT_C5, c5, LENET_C5);
+    dense_backward_one(d + LENET_ACT_S4, grad + LENET_OFF_C5_W, grad + LENET_OFF_C5_B,
+                       dpre + LENET_ACT_C5, s4, net_param(net, LENET_OFF_C5_W), S4_SIZE, LENET_C5);
+    squash_backward_one(dpre + LENET_ACT_S4, d + LENET_ACT_S4, s4, S4_SIZE);
+    subsample_backward_one(d + LENET_ACT_C3, grad + LENET_OFF_S4_W, grad + LENET_OFF_S4_B,
+                           dpre + LENET_ACT_S4, c3, net_param(net, LENET_OFF_S4_W), LENET_C3_MAPS,
+                           LENET_C3_HW, LENET_C3_HW);
+    squash_backward_one(dpre + LENET_ACT_C3, d + LENET_ACT_C3, c3, C3_SIZE);
+    c3_backward_one(d + LENET_ACT_S2, grad + LENET_OFF_C3_W, grad + LENET_OFF_C3_B,
+                    dpre + LENET_ACT_C3, s2, net_param(net, LENET_OFF_C3_W), net->c3_out, net->c3_in,
+                    LENET_C3_PAIRS, LENET_C3_MAPS, LENET_S2_HW, LENET_S2_HW);
+    squash_backward_one(dpre + LENET_ACT_S2, d + LENET_ACT_S2, s2, S2_SIZE);
+    subsample_backward_one(d + LENET_ACT_C1, grad + LENET_OFF_S2_W, grad + LENET_OFF_S2_B,
+                           dpre + LENET_ACT_S2, c1, net_param(net, LENET_OFF_S2_W), LENET_C1_MAPS,
+                           LENET_C1_HW, LENET_C1_HW);
+    squash_backward_one(dpre + LENET_ACT_C1, d + LENET_ACT_C1, c1, C1_SIZE);
+    conv5x5_backward_one(NULL, grad + LENET_OFF_C1_W, grad + LENET_OFF_C1_B, dpre + LENET_ACT_C1, x,
+                         net_param(net, LENET_OFF_C1_W), 1, LENET_C1_MAPS, LENET_IN, LENET_IN);
+    return loss;
 }
 
 /* ---- the portable variant behind the kernel interface of simd_api.h (lanes = 1): the
@@ -74,14 +161,14 @@ static void portable_grad_block(float *restrict grad, float *restrict losses, fl
 
 static void portable_squash(float *out, const float *in, int64_t n)
 {
-    (void)squash_forward(out, in, n);   /* arguments checked by the caller */
+    (void)lenet_squash_forward(out, in, n);   /* arguments checked by the caller */
 }
 
 static void portable_sgd_update(float *restrict p, float *restrict v, const float *restrict g,
                                 const uint8_t *restrict mask, float lr, float momentum,
                                 float decay, int64_t n)
 {
-    (void)sgd_update(p, v, g, mask, lr, momentum, decay, n);
+    (void)lenet_sgd_update(p, v, g, mask, lr, momentum, decay, n);
 }
 
 static float portable_sdlm_sample(float *params, const float *restrict step, float *restrict grad,
@@ -98,7 +185,7 @@ static float portable_sdlm_sample(float *params, const float *restrict step, flo
     return l;
 }
 
-static const lenet_simd_kernels portable_kernels = {
+const lenet_kernels lenet_kernels_portable = {
     .lanes = 1,
     .ws_floats = 3 * LENET_NACTS,
     .forward_one = portable_forward_one,
@@ -109,23 +196,6 @@ static const lenet_simd_kernels portable_kernels = {
     .sdlm_sample = portable_sdlm_sample,
 };
 
-/* The kernel table of a variant (the portable one included). */
-static const lenet_simd_kernels *simd_kernels(int isa)
-{
-    switch (isa) {
-#ifdef LENET_HAVE_AVX2
-    case LENET_ISA_AVX2: return &lenet_simd_kernels_avx2;
-#endif
-#ifdef LENET_HAVE_AVX512
-    case LENET_ISA_AVX512: return &lenet_simd_kernels_avx512;
-#endif
-#ifdef LENET_HAVE_VEC128
-    case LENET_ISA_VEC128: return &lenet_simd_kernels_vec128;
-#endif
-    default: return &portable_kernels;
-    }
-}
-
 /* Per-thread scratch of the kernels, largest over the variants built, plus room to align
  * its start to 64 bytes (callers' buffers are only float aligned). */
 #define ALIGN_SLACK 16
@@ -133,8 +203,8 @@ static size_t simd_thread_floats(void)
 {
     size_t m = 0;
     for (int isa = 0; isa < LENET_NISA; isa++) {
-        const lenet_simd_kernels *k = simd_kernels(isa);
-        if (k->ws_floats + ALIGN_SLACK > m) m = k->ws_floats + ALIGN_SLACK;
+        const lenet_kernels *k = lenet_kernels_for(isa);
+        if (k && k->ws_floats + ALIGN_SLACK > m) m = k->ws_floats + ALIGN_SLACK;
     }
     return m;
 }
@@ -165,13 +235,13 @@ static int all_finite(const float *restrict x, int64_t n)
     return !bad;
 }
 
-int lenet_squash_isa(float *out, const float *in, int64_t n, int isa)
+int lenet_squash_forward_isa(float *out, const float *in, int64_t n, int isa)
 {
     if (!lenet_isa_supported(isa)) return LENET_ERR_ISA;
     if (n < 0) return LENET_ERR_SIZE;
     if (n == 0) return LENET_OK;
     if (!out || !in) return LENET_ERR_NULL;
-    simd_kernels(isa)->squash(out, in, n);
+    lenet_kernels_for(isa)->squash(out, in, n);
     return LENET_OK;
 }
 
@@ -183,7 +253,7 @@ int lenet_sgd_update_isa(float *restrict p, float *restrict v, const float *rest
     if (n < 0) return LENET_ERR_SIZE;
     if (n == 0) return LENET_OK;
     if (!p || !v || !g || !mask) return LENET_ERR_NULL;
-    simd_kernels(isa)->sgd_update(p, v, g, mask, lr, momentum, decay, n);
+    lenet_kernels_for(isa)->sgd_update(p, v, g, mask, lr, momentum, decay, n);
     return LENET_OK;
 }
 
@@ -197,7 +267,7 @@ size_t lenet_forward_workspace_size(int nthreads)
 /* Work item `it` of a forward: the full blocks of `lanes` images first, then the leftover
  * images one by one (forward_one; the same arithmetic, so an image's result does not
  * depend on where it is). 1 if its input is not finite (then nothing is written). */
-static int forward_item(const lenet_simd_kernels *k, float *restrict out, float *restrict acts,
+static int forward_item(const lenet_kernels *k, float *restrict out, float *restrict acts,
                         const lenet_net *net, const float *restrict x, int64_t nblocks, int64_t it,
                         int check_finite, float *restrict ws)
 {
@@ -223,7 +293,7 @@ int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet
     if (N == 0) return LENET_OK;
     if (!out || !x || !workspace) return LENET_ERR_NULL;
     nthreads = clamp_threads(nthreads);
-    const lenet_simd_kernels *k = simd_kernels(net->isa);
+    const lenet_kernels *k = lenet_kernels_for(net->isa);
     const int L = k->lanes;
     const int64_t nblocks = N / L, items = nblocks + N % L;
     if ((int64_t)nthreads > items) nthreads = (int)items;
@@ -311,7 +381,7 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
     nthreads = clamp_threads(nthreads);
     if (workspace_floats < lenet_grad_workspace_size(N, nthreads)) return LENET_ERR_WORKSPACE;
 
-    const lenet_simd_kernels *k = simd_kernels(net->isa);
+    const lenet_kernels *k = lenet_kernels_for(net->isa);
     const int L = k->lanes;
     const int64_t blocks = (N + L - 1) / L;
     const int G = grad_chunks(N, L);  /* chunk g: blocks [blocks g / G, blocks (g + 1) / G) */
@@ -379,9 +449,9 @@ int lenet_loss_grad(float *restrict grad, float *restrict losses, float *restric
                      workspace_floats);
 }
 
-int lenet_sgd_train_step(float *params, float *restrict velocity, const uint8_t *restrict mask,
-                         float lr, float momentum, float decay, float *restrict losses,
-                         float *restrict out, const lenet_net *net, const float *restrict x,
+int lenet_sgd_train_step(float *params, float *restrict velocity, float *restrict losses,
+                         float *restrict out, const uint8_t *restrict mask, float lr,
+                         float momentum, float decay, const lenet_net *net, const float *restrict x,
                          const int32_t *restrict labels, float scale, int64_t N, int nthreads,
                          float *restrict workspace, size_t workspace_floats)
 {
@@ -414,7 +484,7 @@ int lenet_hessian_diag(float *restrict h, const lenet_net *net, const float *res
     for (int64_t n = 0; n < N; n++)
         if (labels[n] < 0 || labels[n] > 9) return LENET_ERR_LABEL;
 
-    const lenet_simd_kernels *k = simd_kernels(net->isa);
+    const lenet_kernels *k = lenet_kernels_for(net->isa);
     float *w2 = workspace;                      /* (NPARAMS,) squared weights */
     float *a2 = w2 + LENET_NPARAMS;             /* (NACTS + 1024,) squared acts, then input */
     float *acts = a2 + LENET_NACTS + 1024;      /* (NACTS,) */
@@ -507,7 +577,7 @@ int lenet_sdlm_epoch(float *restrict params, float *restrict losses, const int32
         if (order[n] < 0 || order[n] >= total) return LENET_ERR_ARG;
         if (labels[order[n]] < 0 || labels[order[n]] > 9) return LENET_ERR_LABEL;
     }
-    const lenet_simd_kernels *k = simd_kernels(isa);
+    const lenet_kernels *k = lenet_kernels_for(isa);
     float *g = workspace, *kws = align64(g + LENET_NPARAMS);
     memset(g, 0, LENET_NPARAMS * sizeof(float));
     for (int64_t n = 0; n < N; n++) {

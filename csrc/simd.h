@@ -1,7 +1,7 @@
 /*
  * A thin vector layer over AVX2+FMA (8 float lanes), AVX-512 (16 float lanes) or generic
  * 128-bit vectors (4 float lanes, GCC/Clang vector extensions: SSE2 on x86-64, NEON on
- * ARM64, no -m flags), enough for the kernels of simd_net.c: each function is one or two
+ * ARM64, no -m flags), enough for the kernels of simd_*.c (simd_net.h): each function is one or two
  * intrinsics or vector operations. Only included by files compiled with
  * -DLENET_SIMD_AVX2, -DLENET_SIMD_AVX512 (with the matching -m flags) or -DLENET_SIMD_VEC128.
  *

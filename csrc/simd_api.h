@@ -1,17 +1,20 @@
 /*
  * Internal interface between the drivers of network.c (argument checks, threads,
- * workspace, the order of gradient sums) and the per-ISA kernels of simd_net.c, which is
- * compiled once per instruction set with its own -m flags and a LENET_SIMD_* macro that
- * renames its one exported symbol (lenet_simd_kernels_avx2, lenet_simd_kernels_avx512,
- * lenet_simd_kernels_vec128).
- * The portable variant fills the same table in network.c (lanes = 1, net_portable.h), so
- * the drivers run every variant alike.
+ * workspace, the order of gradient sums) and the kernels of each instruction-set variant:
+ * one lenet_kernels table per variant. The SIMD tables come from simd_forward.c,
+ * simd_grad.c and simd_sdlm.c (simd_net.h), compiled once per instruction set with its
+ * own -m flags and a LENET_SIMD_* macro that names the table (lenet_kernels_avx2,
+ * lenet_kernels_avx512, lenet_kernels_vec128). The portable variant fills the same table
+ * in network.c (lenet_kernels_portable, lanes = 1), so the drivers run every variant
+ * alike. isa.c holds the one list of variants: lenet_kernels_for(isa) is the only place a
+ * table is picked.
  *
  * Every network kernel works on ONE image or ONE block of up to `lanes` images (images
  * side by side in the vector lanes), out of the caller's workspace (squash and sgd_update
- * are element-wise); no kernel allocates, threads or keeps state. For a given ISA, an image's outputs are bit-for-bit the same whether it goes
- * through forward_one or through any lane of forward_block: every output element is the
- * same sequence of float operations in both (the layouts differ, the arithmetic does not).
+ * are element-wise); no kernel allocates, threads or keeps state. For a given ISA, an
+ * image's outputs are bit-for-bit the same whether it goes through forward_one or through
+ * any lane of forward_block: every output element is the same sequence of float
+ * operations in both (the layouts differ, the arithmetic does not).
  */
 #ifndef LENET_SIMD_API_H
 #define LENET_SIMD_API_H
@@ -43,7 +46,7 @@ typedef struct {
     /* out[0..n) = A tanh(S in[0..n)), the variant's vectorised squash (out == in allowed) */
     void (*squash)(float *out, const float *in, int64_t n);
 
-    /* sgd_update's loop (lenet.h), the same operations: p, v updated where mask != 0 */
+    /* lenet_sgd_update's loop (lenet.h), the same operations: p, v updated where mask != 0 */
     void (*sgd_update)(float *restrict p, float *restrict v, const float *restrict g,
                        const uint8_t *restrict mask, float lr, float momentum, float decay,
                        int64_t n);
@@ -53,16 +56,20 @@ typedef struct {
     float (*sdlm_sample)(float *params, const float *restrict step, float *restrict grad,
                          const lenet_net *net, const float *restrict x, int label,
                          float *restrict ws);
-} lenet_simd_kernels;
+} lenet_kernels;
 
+extern const lenet_kernels lenet_kernels_portable;
 #ifdef LENET_HAVE_AVX2
-extern const lenet_simd_kernels lenet_simd_kernels_avx2;
+extern const lenet_kernels lenet_kernels_avx2;
 #endif
 #ifdef LENET_HAVE_AVX512
-extern const lenet_simd_kernels lenet_simd_kernels_avx512;
+extern const lenet_kernels lenet_kernels_avx512;
 #endif
 #ifdef LENET_HAVE_VEC128
-extern const lenet_simd_kernels lenet_simd_kernels_vec128;
+extern const lenet_kernels lenet_kernels_vec128;
 #endif
+
+/* The kernel table of variant isa (LENET_ISA_*), or NULL if it was not built (isa.c). */
+const lenet_kernels *lenet_kernels_for(int isa);
 
 #endif /* LENET_SIMD_API_H */

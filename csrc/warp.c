@@ -32,10 +32,10 @@ static void blend_rows(float *restrict t, const float *restrict img, int r, floa
         for (int j = 0; j < W; j++) ti[j] = edge;
 }
 
-int warp_rows_forward(float *restrict out, const float *restrict in, const float *restrict ax,
-                      const float *restrict axy, const float *restrict ayy,
-                      const float *restrict offx, const float *restrict offy, float background,
-                      int64_t N, int H, int W, float *restrict workspace)
+int lenet_warp_rows_forward(float *restrict out, const float *restrict in, const float *restrict ax,
+                            const float *restrict axy, const float *restrict ayy,
+                            const float *restrict offx, const float *restrict offy, float background,
+                            int64_t N, int H, int W, float *restrict workspace)
 {
     if (N < 0 || H < 1 || W < 1 || H > 4096 || W > 4096) return LENET_ERR_SIZE;
     if (N == 0) return LENET_OK;

@@ -42,6 +42,8 @@ cdef extern from "lenet.h" nogil:
         LENET_ACT_F6
         LENET_ACT_OUT
 
+    const float LENET_RBF_J   # the RBF loss's constant j (a float macro)
+
     ctypedef struct lenet_net:
         const float *params
         const int32_t *c3_out
@@ -54,49 +56,49 @@ cdef extern from "lenet.h" nogil:
     int lenet_best_isa()
     const char *lenet_isa_name(int isa)
 
-    int conv5x5_forward(float *out, const float *inp, const float *w, const float *b,
-                        int64_t N, int C, int M, int H, int W, int nthreads)
-    int conv5x5_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
-                         const float *w, int64_t N, int C, int M, int H, int W)
-    int c3_forward(float *out, const float *inp, const float *w, const float *b,
-                   const int32_t *pout, const int32_t *pin, int P, int64_t N, int C, int M,
-                   int H, int W, int nthreads)
-    int c3_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
-                    const float *w, const int32_t *pout, const int32_t *pin, int P, int64_t N,
-                    int C, int M, int H, int W)
-    int subsample_forward(float *out, const float *inp, const float *coef, const float *bias,
-                          int64_t N, int C, int H, int W, int nthreads)
-    int subsample_backward(float *din, float *dcoef, float *dbias, const float *dout,
-                           const float *inp, const float *coef, int64_t N, int C, int H, int W)
-    int subsample_backward2(float *hin, float *hcoef, float *hbias, const float *hout,
-                            const float *inp, const float *coef, int64_t N, int C, int H, int W)
-    int squash_forward(float *out, const float *inp, int64_t n)
-    int lenet_squash_isa(float *out, const float *inp, int64_t n, int isa)
-    int digits_gather(float *out, const uint8_t *digits, const int64_t *index, const int8_t *shift,
-                      int64_t B, int64_t N)
-    int warp_rows_forward(float *out, const float *inp, const float *ax, const float *axy,
-                          const float *ayy, const float *offx, const float *offy,
-                          float background, int64_t N, int H, int W, float *workspace)
-    int squash_backward(float *din, const float *dout, const float *out, int64_t n)
-    int squash_backward2(float *hin, const float *hout, const float *out, int64_t n)
-    int dense_forward(float *out, const float *inp, const float *w, const float *b,
-                      int64_t N, int K, int M, int nthreads)
-    int dense_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
-                       const float *w, int64_t N, int K, int M)
-    int rbf_forward(float *out, const float *inp, const float *proto, int64_t N, int K, int M,
-                    int nthreads)
-    int rbf_backward(float *din, const float *dout, const float *inp, const float *proto,
-                     int64_t N, int K, int M)
-    int softmax_forward(float *probs, const float *inp, float sign, int64_t N, int M)
-    int xent_forward(float *losses, const float *logits, const int32_t *labels, int64_t N, int M)
-    int xent_backward(float *dlogits, const float *logits, const int32_t *labels, float scale,
-                      int64_t N, int M)
-    int rbfloss_forward(float *losses, const float *y, const int32_t *labels, float j,
-                        int64_t N, int M)
-    int rbfloss_backward(float *dy, const float *y, const int32_t *labels, float j, float scale,
-                         int64_t N, int M)
-    int sgd_update(float *p, float *v, const float *g, const uint8_t *mask, float lr,
-                   float momentum, float decay, int64_t n)
+    int lenet_conv5x5_forward(float *out, const float *inp, const float *w, const float *b,
+                              int64_t N, int C, int M, int H, int W, int nthreads)
+    int lenet_conv5x5_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, int64_t N, int C, int M, int H, int W)
+    int lenet_c3_forward(float *out, const float *inp, const float *w, const float *b,
+                         const int32_t *pout, const int32_t *pin, int P, int64_t N, int C, int M,
+                         int H, int W, int nthreads)
+    int lenet_c3_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, const int32_t *pout, const int32_t *pin, int P, int64_t N,
+                          int C, int M, int H, int W)
+    int lenet_subsample_forward(float *out, const float *inp, const float *coef, const float *bias,
+                                int64_t N, int C, int H, int W, int nthreads)
+    int lenet_subsample_backward(float *din, float *dcoef, float *dbias, const float *dout,
+                                 const float *inp, const float *coef, int64_t N, int C, int H, int W)
+    int lenet_subsample_backward2(float *hin, float *hcoef, float *hbias, const float *hout,
+                                  const float *inp, const float *coef, int64_t N, int C, int H, int W)
+    int lenet_squash_forward(float *out, const float *inp, int64_t n)
+    int lenet_squash_forward_isa(float *out, const float *inp, int64_t n, int isa)
+    int lenet_digits_gather(float *out, const uint8_t *digits, const int64_t *index,
+                            const int8_t *shift, int64_t B, int64_t N)
+    int lenet_warp_rows_forward(float *out, const float *inp, const float *ax, const float *axy,
+                                const float *ayy, const float *offx, const float *offy,
+                                float background, int64_t N, int H, int W, float *workspace)
+    int lenet_squash_backward(float *din, const float *dout, const float *out, int64_t n)
+    int lenet_squash_backward2(float *hin, const float *hout, const float *out, int64_t n)
+    int lenet_dense_forward(float *out, const float *inp, const float *w, const float *b,
+                            int64_t N, int K, int M, int nthreads)
+    int lenet_dense_backward(float *din, float *dw, float *db, const float *dout, const float *inp,
+                             const float *w, int64_t N, int K, int M)
+    int lenet_rbf_forward(float *out, const float *inp, const float *proto, int64_t N, int K, int M,
+                          int nthreads)
+    int lenet_rbf_backward(float *din, const float *dout, const float *inp, const float *proto,
+                           int64_t N, int K, int M)
+    int lenet_softmax_forward(float *probs, const float *inp, float sign, int64_t N, int M)
+    int lenet_xent_forward(float *losses, const float *logits, const int32_t *labels, int64_t N, int M)
+    int lenet_xent_backward(float *dlogits, const float *logits, const int32_t *labels, float scale,
+                            int64_t N, int M)
+    int lenet_rbfloss_forward(float *losses, const float *y, const int32_t *labels, float j,
+                              int64_t N, int M)
+    int lenet_rbfloss_backward(float *dy, const float *y, const int32_t *labels, float j, float scale,
+                               int64_t N, int M)
+    int lenet_sgd_update(float *p, float *v, const float *g, const uint8_t *mask, float lr,
+                         float momentum, float decay, int64_t n)
     int lenet_sgd_update_isa(float *p, float *v, const float *g, const uint8_t *mask, float lr,
                              float momentum, float decay, int64_t n, int isa)
 
@@ -107,8 +109,8 @@ cdef extern from "lenet.h" nogil:
                               int64_t N, int nthreads, int check_finite, float *workspace,
                               size_t workspace_floats)
     size_t lenet_grad_workspace_size(int64_t N, int nthreads)
-    int lenet_sgd_train_step(float *params, float *velocity, const uint8_t *mask, float lr,
-                             float momentum, float decay, float *losses, float *out,
+    int lenet_sgd_train_step(float *params, float *velocity, float *losses, float *out,
+                             const uint8_t *mask, float lr, float momentum, float decay,
                              const lenet_net *net, const float *x, const int32_t *labels,
                              float scale, int64_t N, int nthreads, float *workspace,
                              size_t workspace_floats)

@@ -131,7 +131,7 @@ _tls = threading.local()
 cdef _scratch(str name, size_t n):
     buf = getattr(_tls, name, None)
     if buf is None or <size_t>buf.shape[0] < n:
-        buf = np.empty(max(n, 1), np.float32)
+        buf = np.empty(max(n, <size_t>1), np.float32)
         setattr(_tls, name, buf)
     return buf
 
@@ -142,7 +142,7 @@ cdef class _Scratch:
     cdef size_t n
 
     def __cinit__(self, size_t n):
-        self.mem = np.empty(max(n, 1), np.float32)
+        self.mem = np.empty(max(n, <size_t>1), np.float32)
         self.n = n
 
 
@@ -191,7 +191,7 @@ def conv5x5_forward(const float[:, :, :, ::1] x not None, const float[:, :, :, :
     if N == 0:
         return res
     with nogil:
-        st = lib.conv5x5_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
+        st = lib.lenet_conv5x5_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
                              &w[0, 0, 0, 0], &b[0], N, C, M, H, W, threads)
     _check(st, "conv5x5_forward")
     return res
@@ -214,7 +214,7 @@ def conv5x5_backward(const float[:, :, :, ::1] dout not None, const float[:, :, 
     if N == 0:
         return dx_a, dw_a, db_a
     with nogil:
-        st = lib.conv5x5_backward(&dx[0, 0, 0, 0], &dw[0, 0, 0, 0], &db[0],
+        st = lib.lenet_conv5x5_backward(&dx[0, 0, 0, 0], &dw[0, 0, 0, 0], &db[0],
                               &dout[0, 0, 0, 0], &x[0, 0, 0, 0],
                               &w[0, 0, 0, 0], N, C, M, H, W)
     _check(st, "conv5x5_backward")
@@ -235,7 +235,7 @@ def c3_forward(const float[:, :, :, ::1] x not None, const float[:, ::1] w not N
     if N == 0:
         return res
     with nogil:
-        st = lib.c3_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
+        st = lib.lenet_c3_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
                         &w[0, 0], &b[0], &pout[0],
                         &pin[0], P, N, C, M, H, W, threads)
     _check(st, "c3_forward")
@@ -260,7 +260,7 @@ def c3_backward(const float[:, :, :, ::1] dout not None, const float[:, :, :, ::
     if N == 0:
         return dx_a, dw_a, db_a
     with nogil:
-        st = lib.c3_backward(&dx[0, 0, 0, 0], &dw[0, 0], &db[0],
+        st = lib.lenet_c3_backward(&dx[0, 0, 0, 0], &dw[0, 0], &db[0],
                          &dout[0, 0, 0, 0], &x[0, 0, 0, 0],
                          &w[0, 0], &pout[0], &pin[0],
                          P, N, C, M, H, W)
@@ -281,7 +281,7 @@ def subsample_forward(const float[:, :, :, ::1] x not None, const float[::1] coe
     if N == 0:
         return res
     with nogil:
-        st = lib.subsample_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
+        st = lib.lenet_subsample_forward(&o[0, 0, 0, 0], &x[0, 0, 0, 0],
                                &coef[0], &bias[0], N, C, H, W, threads)
     _check(st, "subsample_forward")
     return res
@@ -305,11 +305,11 @@ def subsample_backward(const float[:, :, :, ::1] dout not None, const float[:, :
         return dx_a, dc_a, dbias_a
     with nogil:
         if second_order:
-            st = lib.subsample_backward2(&dx[0, 0, 0, 0], &dc[0], &dbias[0],
+            st = lib.lenet_subsample_backward2(&dx[0, 0, 0, 0], &dc[0], &dbias[0],
                                      &dout[0, 0, 0, 0], &x[0, 0, 0, 0],
                                      &coef[0], N, C, H, W)
         else:
-            st = lib.subsample_backward(&dx[0, 0, 0, 0], &dc[0], &dbias[0],
+            st = lib.lenet_subsample_backward(&dx[0, 0, 0, 0], &dc[0], &dbias[0],
                                     &dout[0, 0, 0, 0], &x[0, 0, 0, 0],
                                     &coef[0], N, C, H, W)
     _check(st, "subsample_backward")
@@ -327,7 +327,7 @@ def squash_forward(const float[::1] a not None, out=None, isa="portable"):
     if n == 0:
         return res
     with nogil:
-        st = lib.lenet_squash_isa(&o[0], &a[0], n, code)
+        st = lib.lenet_squash_forward_isa(&o[0], &a[0], n, code)
     _check(st, "squash_forward")
     return res
 
@@ -344,9 +344,9 @@ def squash_backward(const float[::1] dout not None, const float[::1] y not None,
         return res
     with nogil:
         if second_order:
-            st = lib.squash_backward2(&d[0], &dout[0], &y[0], n)
+            st = lib.lenet_squash_backward2(&d[0], &dout[0], &y[0], n)
         else:
-            st = lib.squash_backward(&d[0], &dout[0], &y[0], n)
+            st = lib.lenet_squash_backward(&d[0], &dout[0], &y[0], n)
     _check(st, "squash_backward")
     return res
 
@@ -364,7 +364,7 @@ def dense_forward(const float[:, ::1] x not None, const float[:, ::1] w not None
     if N == 0:
         return res
     with nogil:
-        st = lib.dense_forward(&o[0, 0], &x[0, 0], &w[0, 0], &b[0],
+        st = lib.lenet_dense_forward(&o[0, 0], &x[0, 0], &w[0, 0], &b[0],
                            N, K, M, threads)
     _check(st, "dense_forward")
     return res
@@ -384,7 +384,7 @@ def dense_backward(const float[:, ::1] dout not None, const float[:, ::1] x not 
     if N == 0:
         return dx_a, dw_a, db_a
     with nogil:
-        st = lib.dense_backward(&dx[0, 0], &dw[0, 0], &db[0], &dout[0, 0],
+        st = lib.lenet_dense_backward(&dx[0, 0], &dw[0, 0], &db[0], &dout[0, 0],
                             &x[0, 0], &w[0, 0], N, K, M)
     _check(st, "dense_backward")
     return dx_a, dw_a, db_a
@@ -402,7 +402,7 @@ def rbf_forward(const float[:, ::1] x not None, const float[:, ::1] proto not No
     if N == 0:
         return res
     with nogil:
-        st = lib.rbf_forward(&o[0, 0], &x[0, 0], &proto[0, 0], N, K, M, threads)
+        st = lib.lenet_rbf_forward(&o[0, 0], &x[0, 0], &proto[0, 0], N, K, M, threads)
     _check(st, "rbf_forward")
     return res
 
@@ -418,7 +418,7 @@ def rbf_backward(const float[:, ::1] dout not None, const float[:, ::1] x not No
     if N == 0:
         return dx_a
     with nogil:
-        st = lib.rbf_backward(&dx[0, 0], &dout[0, 0],
+        st = lib.lenet_rbf_backward(&dx[0, 0], &dout[0, 0],
                           &x[0, 0], &proto[0, 0], N, K, M)
     _check(st, "rbf_backward")
     return dx_a
@@ -434,7 +434,7 @@ def softmax(const float[:, ::1] x not None, float sign=1.0, out=None):
     if N == 0:
         return res
     with nogil:
-        st = lib.softmax_forward(&o[0, 0], &x[0, 0], sign, N, M)
+        st = lib.lenet_softmax_forward(&o[0, 0], &x[0, 0], sign, N, M)
     _check(st, "softmax")
     return res
 
@@ -456,14 +456,14 @@ def loss_forward_backward(str head, const float[:, ::1] y not None, const int32_
         return losses_a, dy_a
     with nogil:
         if rbf:
-            st = lib.rbfloss_forward(&losses[0], &y[0, 0], &labels[0], 0.1, N, M)
+            st = lib.lenet_rbfloss_forward(&losses[0], &y[0, 0], &labels[0], lib.LENET_RBF_J, N, M)
             if st == 0:
-                st = lib.rbfloss_backward(&dy[0, 0], &y[0, 0], &labels[0],
-                                      0.1, scale, N, M)
+                st = lib.lenet_rbfloss_backward(&dy[0, 0], &y[0, 0], &labels[0],
+                                      lib.LENET_RBF_J, scale, N, M)
         else:
-            st = lib.xent_forward(&losses[0], &y[0, 0], &labels[0], N, M)
+            st = lib.lenet_xent_forward(&losses[0], &y[0, 0], &labels[0], N, M)
             if st == 0:
-                st = lib.xent_backward(&dy[0, 0], &y[0, 0], &labels[0], scale, N, M)
+                st = lib.lenet_xent_backward(&dy[0, 0], &y[0, 0], &labels[0], scale, N, M)
     _check(st, "loss")
     return losses_a, dy_a
 
@@ -500,7 +500,7 @@ def gather_digits(const uint8_t[:, :, ::1] digits not None, index=None, shift=No
     cdef const uint8_t *pd = &digits[0, 0, 0] if N else NULL
     cdef int st
     with nogil:
-        st = lib.digits_gather(&o[0, 0, 0], pd, pidx, psh, B, N)
+        st = lib.lenet_digits_gather(&o[0, 0, 0], pd, pidx, psh, B, N)
     if st == lib.LENET_ERR_ARG:
         raise ValueError(f"gather_digits: an index is outside [0, {N}) or a shift outside [-2, 2]")
     _check(st, "gather_digits")
@@ -529,7 +529,7 @@ def warp_rows(const float[:, :, ::1] x not None, const float[::1] ax not None,
     cdef float[::1] ws = np.empty(W + 3, np.float32)
     cdef int st
     with nogil:
-        st = lib.warp_rows_forward(&o[0, 0, 0], &x[0, 0, 0], &ax[0], &axy[0], &ayy[0], &offx[0],
+        st = lib.lenet_warp_rows_forward(&o[0, 0, 0], &x[0, 0, 0], &ax[0], &axy[0], &ayy[0], &offx[0],
                                    &offy[0], background, N, H, W, &ws[0])
     _check(st, "warp_rows")
     return res
@@ -728,8 +728,8 @@ def sgd_train_step(float[::1] params not None, float[::1] velocity not None,
     cdef float[::1] ws = _scratch("grad", wsz)
     cdef int st
     with nogil:
-        st = lib.lenet_sgd_train_step(&params[0], &velocity[0], &mask[0], lr, momentum, decay,
-                                      &losses[0], &out[0, 0], &net, &x[0, 0, 0], &labels[0],
+        st = lib.lenet_sgd_train_step(&params[0], &velocity[0], &losses[0], &out[0, 0], &mask[0],
+                                      lr, momentum, decay, &net, &x[0, 0, 0], &labels[0],
                                       scale, N, threads, &ws[0], wsz)
     _check(st, "sgd_train_step")
     return losses_a, out_a

@@ -21,10 +21,14 @@ import time
 
 import numpy as np
 
-from . import _core, reference
-from .model import C3_TABLE, LeNet5, preprocess
+from . import _core, fileio, reference
+from .checks import preprocess
+from .commands.options import add_head, add_threads
+from .layout import C3_TABLE
+from .model import LeNet5
 
-__all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "add_bench_arguments", "bench_main"]
+__all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "torch_module",
+           "add_bench_arguments", "bench_main"]
 
 ENGINES = ("native", "reference", "torch", "onnxruntime")
 DEFAULT_BATCHES = (1, 64, 1024, 10000)
@@ -32,8 +36,21 @@ DEFAULT_BATCHES = (1, 64, 1024, 10000)
 
 # ----------------------------------------------------------------------------- engines
 
-def _torch_module(state, head):
-    """An nn.Module computing exactly the LeNet-5 of the design note from `state`."""
+def torch_module(state, head):
+    """A PyTorch ``nn.Module`` computing exactly the LeNet-5 of ``state``.
+
+    Parameters
+    ----------
+    state : dict
+        ``LeNet5.state_dict()`` (the layout of docs/design.md, "Parameter layout").
+    head : {"softmax", "rbf"}
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode; C3 a dense convolution masked by Table I, the subsampling layers
+        ``avg_pool2d * 4 * coef + bias``, the rbf prototypes a buffer (not trained).
+    """
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -178,7 +195,7 @@ def _engine(name, model, threads):
     if name == "torch":
         if torch is None:
             return "skipped: PyTorch is not installed (pip install torch)"
-        module = _torch_module(state, head)
+        module = torch_module(state, head)
 
         def run_torch(x):
             with torch.inference_mode():
@@ -192,7 +209,7 @@ def _engine(name, model, threads):
     how, blob = None, None
     if torch is not None:
         try:
-            blob, how = _torch_onnx_bytes(_torch_module(state, head)), "exported by torch.onnx"
+            blob, how = _torch_onnx_bytes(torch_module(state, head)), "exported by torch.onnx"
         except Exception:  # the exporter needs `onnx` (and may change): build it ourselves
             blob = None
     if blob is None:
@@ -349,8 +366,12 @@ def _chart(rows, path, threads):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # the format from the name, as savefig(path) would pick it (a file object has no name)
+    fmt = os.path.splitext(str(path))[1][1:].lower() or None
+    try:
+        fileio.atomic_write(path, lambda f: fig.savefig(f, dpi=120, format=fmt))
+    finally:
+        plt.close(fig)
     return f"chart written to {path}"
 
 
@@ -382,12 +403,12 @@ def add_bench_arguments(parser):
     """Options of `lenet-native bench` on an argparse parser."""
     parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)),
                         help="comma-separated batch sizes (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for every engine (default: $LENET_NATIVE_THREADS or the CPU count)")
+    add_threads(parser, help="threads for every engine (default: $LENET_NATIVE_THREADS or the "
+                             "CPU count)")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="comma-separated, from: " + ", ".join(ENGINES) + " (default: all; "
                              "torch and onnxruntime are skipped when not installed)")
-    parser.add_argument("--head", choices=("softmax", "rbf"), default="softmax")
+    add_head(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--chart", metavar="PNG", default=None,
                         help="write a chart of throughput vs batch size (needs matplotlib)")

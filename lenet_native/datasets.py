@@ -1,12 +1,7 @@
-"""Reading and writing IDX files, and finding, loading and downloading MNIST.
+"""Finding, loading, checking and downloading MNIST.
 
-This module is self-contained: it imports nothing from the rest of
-``lenet_native`` (only the standard library and numpy), so it works even when
-the compiled extension is not built.
-
-IDX format (http://yann.lecun.com/exdb/mnist/): a 4-byte magic number -- two
-zero bytes, a data type code, the number of dimensions -- then one big-endian
-32-bit size per dimension, then the data in C order, big-endian.
+The files are IDX files (read by lenet_native.idx). This module and the two it imports
+(idx, fileio) use only the standard library and numpy, not the compiled extension.
 
 Where MNIST is looked for (see :func:`default_data_dirs`):
 
@@ -22,24 +17,20 @@ same names without ``.gz``).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import gzip
 import hashlib
 import http.client
 import os
-import struct
-import sys
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from . import fileio
+from .idx import CHUNK, GZIP_MAGIC, open_for_reading, read_idx
+
 __all__ = [
-    "read_idx",
-    "write_idx",
     "MNIST_FILES",
     "MNIST_SHA256",
     "MNIST_MIRRORS",
@@ -53,298 +44,6 @@ __all__ = [
     "download_mnist",
     "urlopen",
 ]
-
-# --------------------------------------------------------------------------
-# IDX
-# --------------------------------------------------------------------------
-
-GZIP_MAGIC = b"\x1f\x8b"
-
-# type code -> numpy dtype (native byte order; files are big-endian)
-_CODE_TO_DTYPE = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(np.int16),
-    0x0C: np.dtype(np.int32),
-    0x0D: np.dtype(np.float32),
-    0x0E: np.dtype(np.float64),
-}
-_KIND_SIZE_TO_CODE = {(dt.kind, dt.itemsize): code for code, dt in _CODE_TO_DTYPE.items()}
-_CODES_TEXT = ", ".join(f"0x{c:02X} {dt.name}" for c, dt in _CODE_TO_DTYPE.items())
-
-_MAX_NDIM = 4
-_MAX_DIM = 2**31 - 1  # sizes are 32-bit integers; a set top bit would be negative
-_CHUNK = 1 << 20
-
-
-def _describe(dims, dtype) -> str:
-    shape = "x".join(str(d) for d in dims)
-    nbytes = _prod(dims) * dtype.itemsize
-    return f"{shape} {dtype.name} = {nbytes} bytes"
-
-
-def _prod(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= int(d)
-    return n
-
-
-def _read_upto(f, n: int) -> bytes:
-    """Read up to ``n`` bytes, fewer only at end of stream."""
-    parts = []
-    while n > 0:
-        chunk = f.read(min(n, _CHUNK))
-        if not chunk:
-            break
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
-def _parse_header(f, name: str, hint: str):
-    """Read and check the IDX header; return (dtype, dims, header length)."""
-    head = _read_upto(f, 4)
-    if not head:
-        raise ValueError(f"{name}: empty file, expected an IDX header{hint}")
-    if len(head) < 4:
-        raise ValueError(
-            f"{name}: truncated header: {len(head)} bytes, an IDX file starts with "
-            f"a 4-byte magic number{hint}"
-        )
-    if head[0] != 0 or head[1] != 0:
-        raise ValueError(
-            f"{name}: bad magic number 0x{head.hex()}: an IDX file starts with two "
-            f"zero bytes{hint}"
-        )
-    code, ndim = head[2], head[3]
-    if code not in _CODE_TO_DTYPE:
-        raise ValueError(
-            f"{name}: bad magic number 0x{head.hex()}: unknown data type code "
-            f"0x{code:02X} (known: {_CODES_TEXT})"
-        )
-    if not 1 <= ndim <= _MAX_NDIM:
-        raise ValueError(
-            f"{name}: bad magic number 0x{head.hex()}: number of dimensions is "
-            f"{ndim}, must be 1..{_MAX_NDIM}"
-        )
-    raw_dims = _read_upto(f, 4 * ndim)
-    if len(raw_dims) < 4 * ndim:
-        raise ValueError(
-            f"{name}: truncated header: {ndim} dimensions need {4 * ndim} bytes of "
-            f"sizes after the magic number, file has {len(raw_dims)}"
-        )
-    dims = struct.unpack(f">{ndim}I", raw_dims)
-    for i, d in enumerate(dims):
-        if d > _MAX_DIM:
-            raise ValueError(
-                f"{name}: bad header: dimension {i} has size {d} (0x{d:08X}), "
-                f"more than the largest 32-bit signed size {_MAX_DIM}"
-            )
-    return _CODE_TO_DTYPE[code], dims, 4 + 4 * ndim
-
-
-def _to_array(buf: bytearray, dtype: np.dtype, dims) -> np.ndarray:
-    arr = np.frombuffer(buf, dtype=dtype)  # writeable: buf is a bytearray
-    if dtype.itemsize > 1 and sys.byteorder == "little":
-        arr.byteswap(inplace=True)  # big-endian file -> native order
-    return arr.reshape(dims)
-
-
-def _size_error(name, kind, dims, dtype, header_len, have, gz):
-    where = "decompressed data has" if gz else "file has"
-    return ValueError(
-        f"{name}: {kind}: header says {_describe(dims, dtype)} after the "
-        f"{header_len}-byte header, {where} {have}"
-    )
-
-
-def _trailing(n: int) -> str:
-    return f"{n} trailing byte{'' if n == 1 else 's'}"
-
-
-def _read_raw(f, name: str, hint: str) -> np.ndarray:
-    dtype, dims, header_len = _parse_header(f, name, hint)
-    expected = _prod(dims) * dtype.itemsize
-    have = os.fstat(f.fileno()).st_size - header_len
-    # Compare with the real size before allocating anything.
-    if have < expected:
-        raise _size_error(name, "truncated", dims, dtype, header_len, have, False)
-    if have > expected:
-        raise _size_error(
-            name, _trailing(have - expected), dims, dtype, header_len, have, False
-        )
-    buf = bytearray(expected)
-    view = memoryview(buf)
-    got = 0
-    while got < expected:
-        n = f.readinto(view[got:])
-        if not n:
-            break
-        got += n
-    if got < expected:  # the file shrank while we read it
-        raise _size_error(name, "truncated", dims, dtype, header_len, got, False)
-    if f.read(1):  # ... or grew
-        raise ValueError(f"{name}: trailing bytes: the file grew while being read")
-    return _to_array(buf, dtype, dims)
-
-
-def _read_gzip(f, name: str) -> np.ndarray:
-    try:
-        with gzip.GzipFile(fileobj=f, mode="rb") as g:
-            dtype, dims, header_len = _parse_header(g, name, "")
-            expected = _prod(dims) * dtype.itemsize
-            # Never allocate what the header claims: read what is really
-            # there, one chunk at a time, stopping one byte past the claim.
-            buf = bytearray()
-            limit = expected + 1
-            while len(buf) < limit:
-                chunk = g.read(min(_CHUNK, limit - len(buf)))
-                if not chunk:
-                    break
-                buf += chunk
-            if len(buf) > expected:
-                extra = len(buf) - expected
-                del buf
-                while True:
-                    chunk = g.read(_CHUNK)
-                    if not chunk:
-                        break
-                    extra += len(chunk)
-                raise _size_error(
-                    name, _trailing(extra), dims, dtype, header_len,
-                    expected + extra, True,
-                )
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise ValueError(f"{name}: corrupt or truncated gzip data: {e}") from e
-    if len(buf) < expected:
-        raise _size_error(name, "truncated", dims, dtype, header_len, len(buf), True)
-    return _to_array(buf, dtype, dims)
-
-
-def _open_for_reading(path: Path):
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, "file not found", str(path)) from None
-
-
-def read_idx(path) -> np.ndarray:
-    """Read an IDX file, gzip-compressed or not, into a native-endian array.
-
-    Compression is recognised by content (the gzip magic bytes ``1f 8b``), so
-    a ``.gz`` file is decompressed, and a file named ``.gz`` that a browser
-    already decompressed is still read.  Every problem with the content
-    raises ``ValueError`` naming the file; a missing file raises
-    ``FileNotFoundError``.
-    """
-    path = Path(path)
-    name = str(path)
-    with _open_for_reading(path) as f:
-        if f.read(2) == GZIP_MAGIC:
-            f.seek(0)
-            return _read_gzip(f, name)
-        f.seek(0)
-        hint = " (the name ends in .gz but the content is not gzip-compressed)" if (
-            name.endswith(".gz")) else ""
-        return _read_raw(f, name, hint)
-
-
-# ---- atomic writing ------------------------------------------------------
-
-_umask_cache = None
-
-
-def _umask() -> int:
-    global _umask_cache
-    if _umask_cache is None:
-        old = os.umask(0o022)
-        os.umask(old)
-        _umask_cache = old
-    return _umask_cache
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path):
-    """Yield a binary file (read/write) that replaces ``path`` on success.
-
-    The data go to a temporary file in the same folder, which is fsynced and
-    renamed over ``path`` only if the ``with`` block finishes without an
-    exception; otherwise it is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    done = False
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
-        except OSError:
-            pass
-        os.replace(tmp, path)
-        done = True
-        _fsync_dir(path.parent)
-    finally:
-        if not done:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-def write_idx(path, array) -> None:
-    """Write ``array`` to an IDX file, gzip-compressed if ``path`` ends in .gz.
-
-    Supported dtypes: uint8, int8, int16, int32, float32, float64 (any byte
-    order); 1 to 4 dimensions, each below 2**31.  The file is written
-    atomically: readers see the old file or the complete new one.
-    """
-    path = Path(path)
-    arr = np.asarray(array)
-    code = _KIND_SIZE_TO_CODE.get((arr.dtype.kind, arr.dtype.itemsize))
-    if code is None:
-        raise ValueError(
-            f"{path}: cannot write dtype {arr.dtype} to IDX (supported: {_CODES_TEXT})"
-        )
-    if not 1 <= arr.ndim <= _MAX_NDIM:
-        raise ValueError(
-            f"{path}: cannot write a {arr.ndim}-dimensional array to IDX "
-            f"(1..{_MAX_NDIM} dimensions)"
-        )
-    if any(d > _MAX_DIM for d in arr.shape):
-        raise ValueError(f"{path}: shape {arr.shape} has a size above {_MAX_DIM}")
-    header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder(">")).tobytes()
-    with _atomic_file(path) as f:
-        if str(path).endswith(".gz"):
-            with gzip.GzipFile(filename=path.name, mode="wb", fileobj=f,
-                               compresslevel=6, mtime=0) as g:
-                g.write(header)
-                g.write(data)
-        else:
-            f.write(header)
-            f.write(data)
-
-
-# --------------------------------------------------------------------------
-# MNIST
-# --------------------------------------------------------------------------
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -533,7 +232,7 @@ def _sha256_stream(f, name: str, limit=None) -> str:
     try:
         src = gzip.GzipFile(fileobj=f, mode="rb") if start == GZIP_MAGIC else f
         while True:
-            chunk = src.read(_CHUNK)
+            chunk = src.read(CHUNK)
             if not chunk:
                 break
             total += len(chunk)
@@ -548,7 +247,7 @@ def _sha256_stream(f, name: str, limit=None) -> str:
 def uncompressed_sha256(path) -> str:
     """SHA-256 (hex) of a file's content, after gunzipping it if compressed."""
     path = Path(path)
-    with _open_for_reading(path) as f:
+    with open_for_reading(path) as f:
         return _sha256_stream(f, str(path))
 
 
@@ -597,32 +296,37 @@ def _verified(path, name: str) -> bool:
 
 def _fetch(open_url, url: str, dest: Path, expected: str, timeout) -> None:
     """Download ``url`` to ``dest`` atomically if its checksum is ``expected``."""
-    with _atomic_file(dest) as f:
-        resp = open_url(url, timeout=timeout)
-        try:
-            total = 0
-            while True:
-                chunk = resp.read(_CHUNK)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > _MAX_DOWNLOAD_BYTES:
-                    raise ValueError(f"more than {_MAX_DOWNLOAD_BYTES} bytes, not an MNIST file")
-                f.write(chunk)
-        finally:
-            close = getattr(resp, "close", None)
-            if close is not None:
-                close()
-        if total == 0:
-            raise ValueError("empty response")
-        f.flush()
-        f.seek(0)
-        digest = _sha256_stream(f, "download", limit=_MAX_UNCOMPRESSED_BYTES)
-        if digest != expected:
-            raise ValueError(
-                f"checksum mismatch: SHA-256 of the uncompressed content is {digest}, "
-                f"expected {expected}"
-            )
+    fileio.atomic_write(dest, lambda f: _download(open_url, url, f, expected, timeout))
+
+
+def _download(open_url, url: str, f, expected: str, timeout) -> None:
+    """Write what ``url`` holds to the file ``f``; ValueError unless the SHA-256 of its
+    uncompressed content is ``expected``."""
+    resp = open_url(url, timeout=timeout)
+    try:
+        total = 0
+        while True:
+            chunk = resp.read(CHUNK)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > _MAX_DOWNLOAD_BYTES:
+                raise ValueError(f"more than {_MAX_DOWNLOAD_BYTES} bytes, not an MNIST file")
+            f.write(chunk)
+    finally:
+        close = getattr(resp, "close", None)
+        if close is not None:
+            close()
+    if total == 0:
+        raise ValueError("empty response")
+    f.flush()
+    f.seek(0)
+    digest = _sha256_stream(f, "download", limit=_MAX_UNCOMPRESSED_BYTES)
+    if digest != expected:
+        raise ValueError(
+            f"checksum mismatch: SHA-256 of the uncompressed content is {digest}, "
+            f"expected {expected}"
+        )
 
 
 def download_mnist(folder=None, mirrors=None, *, opener=None, timeout=60.0) -> Path:

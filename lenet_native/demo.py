@@ -11,7 +11,6 @@ set (10,000 digits) in DIR instead.
 """
 from __future__ import annotations
 
-import shutil
 import statistics
 import sys
 import time
@@ -19,7 +18,11 @@ from importlib import resources
 
 import numpy as np
 
-from .images import RAMP, digit_lines
+from .checks import preprocess
+from .commands.options import add_data, add_head, add_threads, add_weights
+from .datasets import load_mnist
+from .pretrained import load_model
+from .terminal import draw_digits
 
 __all__ = ["load_sample", "add_demo_arguments", "demo_main", "draw_digits", "SAMPLE_FILE"]
 
@@ -39,38 +42,19 @@ def load_sample():
     return images, labels
 
 
-def draw_digits(digits, captions, width=None, ramp=RAMP) -> str:
-    """Digits side by side, as many per row as fit in ``width`` columns (default: the
-    terminal's, else 80), each with its caption underneath."""
-    if width is None:
-        width = shutil.get_terminal_size((80, 24)).columns
-    gap = "   "
-    per_row = max(1, (width + len(gap)) // (28 + len(gap)))
-    blocks = []
-    for start in range(0, len(digits), per_row):
-        group = list(range(start, min(start + per_row, len(digits))))
-        pics = [digit_lines(digits[i], ramp) for i in group]
-        lines = [gap.join(p[r] for p in pics).rstrip() for r in range(14)]
-        lines.append(gap.join(f"{captions[i]:<28.28}" for i in group).rstrip())
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
-
-
 def add_demo_arguments(parser) -> None:
     """The options of ``lenet-native demo``."""
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help="evaluate on the full MNIST test set in DIR (the IDX files) instead "
-                             "of the 500 digits shipped with the package")
-    from .pretrained import add_model_arguments
-    add_model_arguments(parser, "a weight file to demonstrate instead of the pretrained model")
+    add_data(parser, help="evaluate on the full MNIST test set in DIR (the IDX files) instead "
+                          "of the 500 digits shipped with the package")
+    add_head(parser, help="which pretrained model (default softmax)")
+    add_weights(parser, "a weight file to demonstrate instead of the pretrained model")
     parser.add_argument("--show", type=int, default=4, metavar="N",
                         help="digits drawn in the terminal (default 4; 0 = none)")
     parser.add_argument("--no-speed", action="store_true",
                         help="skip the native / reference timing")
     parser.add_argument("--repeats", type=int, default=25, metavar="N",
                         help="repeats of the single-image timing (median; default 25)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads of the C kernels (default: all CPUs)")
+    add_threads(parser)
 
 
 def _time(fn, repeats, budget):
@@ -105,7 +89,6 @@ def demo_main(args, out=None) -> int:
     threads = getattr(args, "threads", None)
     head = getattr(args, "head", "softmax")
     weights = getattr(args, "weights", None)
-    from .pretrained import load_model
     model = load_model(weights, head, threads)
     title = (f"LeNet-5 from {weights} ({model.head} head)" if weights
              else f"LeNet-5, pretrained ({model.head} head)")
@@ -114,7 +97,6 @@ def demo_main(args, out=None) -> int:
 
     data = getattr(args, "data", None)
     if data:
-        from .datasets import load_mnist
         images, labels = load_mnist(data, split="test")
         where = f"the MNIST test set in {data}"
     else:
@@ -144,7 +126,6 @@ def demo_main(args, out=None) -> int:
         print(draw_digits(images[picks], captions), file=out)
 
     if not getattr(args, "no_speed", False):
-        from .model import preprocess
         repeats = max(1, int(getattr(args, "repeats", 25) or 1))
         batch = preprocess(images[:500])
         one = batch[:1]

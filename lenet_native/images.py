@@ -1,10 +1,12 @@
-"""Classify your own digit images: conversion to MNIST format, file reading, ``predict``.
+"""Your own digit images: conversion to MNIST format, reading image files, classifying them.
 
     >>> from lenet_native.images import to_mnist, read_images
     >>> to_mnist(photo)                      # any (H, W) / (H, W, 3|4) image -> uint8 (28, 28)
     >>> read_images("digits.npy")            # [(name, 2-D image), ...]
 
     $ lenet-native predict seven.png digits.npy t10k-images-idx3-ubyte.gz
+
+(the command is lenet_native.commands.predict; drawing digits in text, lenet_native.terminal).
 
 An image is converted the way the MNIST digits were made (LeCun et al. 1998, section
 III.A): grey levels, ink bright on a dark background (inverted when the background is
@@ -21,13 +23,13 @@ ValueError naming it (ImportError, with the pip command, if Pillow is needed and
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from .idx import DTYPE_CODES, GZIP_MAGIC, read_idx
+
 __all__ = ["to_mnist", "resample", "read_images", "read_image_file", "classify",
-           "ascii_digit", "digit_lines", "add_predict_arguments", "predict_main",
            "PILLOW_EXTENSIONS", "MissingPillowError"]
 
 BOX = 20          # the digit's bounding box is fitted into BOX x BOX
@@ -40,7 +42,6 @@ IDX_HINTS = ("-ubyte", ".idx", "idx1", "idx2", "idx3", "idx4")
 _PNG_MAGIC = b"\x89PNG"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _NPY_MAGIC = b"\x93NUMPY"
-_GZIP_MAGIC = b"\x1f\x8b"
 INSTALL_HINT = "pip install 'lenet_native[images]' (or: pip install Pillow)"
 
 
@@ -255,7 +256,6 @@ def _read_npy(path) -> np.ndarray:
 
 
 def _read_idx(path) -> np.ndarray:
-    from .datasets import read_idx
     try:
         return read_idx(path)
     except ValueError as exc:
@@ -285,9 +285,8 @@ def _sniff(path) -> str:
         return "npy"
     if head.startswith(_PNG_MAGIC) or head.startswith(_JPEG_MAGIC):
         return "pillow"
-    if head.startswith(_GZIP_MAGIC) or (len(head) >= 4 and head[:2] == b"\0\0"
-                                        and head[2] in (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)
-                                        and 1 <= head[3] <= 4):
+    if head.startswith(GZIP_MAGIC) or (len(head) >= 4 and head[:2] == b"\0\0"
+                                       and head[2] in DTYPE_CODES and 1 <= head[3] <= 4):
         return "idx"
     kinds = ", ".join(PILLOW_EXTENSIONS)
     raise ValueError(f"{path}: unsupported file type {suffix or '(no extension)'!r}; "
@@ -354,75 +353,3 @@ def classify(model, images, *, normalize=True, names=None):
     proba = model.predict_proba(digits)
     pred = proba.argmax(axis=1)
     return digits, pred.astype(np.int64), proba[np.arange(len(pred)), pred]
-
-
-RAMP = " .:-=+*#%@"
-
-
-def digit_lines(digit, ramp: str = RAMP) -> list:
-    """A uint8 (28, 28) digit as 14 lines of 28 characters (rows averaged in pairs, since a
-    character cell is about twice as tall as it is wide), darkest to brightest along ramp."""
-    d = np.asarray(digit, dtype=np.float64)
-    if d.shape != (SIZE, SIZE):
-        raise ValueError(f"digit_lines expects a (28, 28) digit; got {d.shape}")
-    d = (d[0::2] + d[1::2]) / 2.0
-    idx = np.minimum((d * len(ramp) / 256.0).astype(int), len(ramp) - 1)
-    return ["".join(ramp[i] for i in row) for row in idx]
-
-
-def ascii_digit(digit, ramp: str = RAMP) -> str:
-    """A uint8 (28, 28) digit drawn in text: 14 lines of at most 28 characters."""
-    return "\n".join(line.rstrip() for line in digit_lines(digit, ramp))
-
-
-# ----------------------------------------------------------------------------- predict CLI
-
-
-def add_predict_arguments(parser) -> None:
-    """The options of ``lenet-native predict``."""
-    parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="images (PNG/JPEG/... need Pillow), .npy arrays (2-D one image, "
-                             "3-D a stack; uint8 0..255 or float 0..1) or IDX files")
-    from .pretrained import add_model_arguments
-    add_model_arguments(parser, "use this weight file instead of the pretrained model")
-    parser.add_argument("--no-normalize", action="store_true",
-                        help="feed 28x28 images as they are (already MNIST-format: ink bright "
-                             "on black, centred) instead of converting them like MNIST")
-    parser.add_argument("--show", action="store_true",
-                        help="also draw each digit as the network sees it (28x28, in text)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads of the C kernels (default: all CPUs)")
-
-
-def _load_model(args):
-    from .pretrained import load_model
-    return load_model(getattr(args, "weights", None), getattr(args, "head", "softmax"),
-                      getattr(args, "threads", None))
-
-
-def predict_main(args, out=None, err=None) -> int:
-    """``lenet-native predict FILE...``: one line per image, ``name<TAB>digit<TAB>probability``.
-    Files that cannot be read are reported on stderr (naming them) and the others still
-    classified; the exit code is then 2, else 0."""
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
-    model = _load_model(args)
-    normalize = not getattr(args, "no_normalize", False)
-    failed = 0
-    for path in args.files:
-        try:
-            items = read_image_file(path)
-            names = [n for n, _ in items]
-            digits, pred, prob = classify(model, [im for _, im in items], normalize=normalize,
-                                          names=names)
-        except (ValueError, OSError, ImportError) as exc:
-            failed += 1
-            msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            print(f"lenet-native: error: {' '.join(msg.split())}", file=err, flush=True)
-            continue
-        for name, d, p, digit in zip(names, pred, prob, digits):
-            print(f"{name}\t{int(d)}\t{float(p):.4f}", file=out)
-            if getattr(args, "show", False):
-                print(ascii_digit(digit), file=out)
-        out.flush()
-    return 2 if failed else 0

@@ -9,7 +9,7 @@ the batch and over pixels; the only Python loops are over the 25 taps of a
 
 Shapes and names follow the PyTorch convention: images are (N, C, H, W),
 conv weights (out_maps, in_maps, 5, 5), dense weights (out, in).  ``params``
-is a dict keyed like the weight interchange format (docs/design):
+is a dict keyed like the weight interchange format (docs/design.md, "Parameter layout"):
 
     c1.weight (6,1,5,5)   c1.bias (6,)    s2.weight (6,)   s2.bias (6,)
     c3.weight (16,6,5,5)  c3.bias (16,)   s4.weight (16,)  s4.bias (16,)
@@ -45,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .layout import HEADS
+
 __all__ = [
     "A", "S", "RBF_J", "C3_TABLE", "HEADS",
     "squash", "squash_grad",
@@ -67,8 +69,6 @@ S = 2.0 / 3.0
 
 #: The constant j of the RBF loss (paper eq. 9).
 RBF_J = 0.1
-
-HEADS = ("softmax", "rbf")
 
 # Paper, Table I: which S2 maps (columns 0..5) each C3 map (rows 0..15) reads.
 _C3_CONNECTIONS = (

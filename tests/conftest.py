@@ -1,16 +1,14 @@
-from pathlib import Path
-
+"""Helpers and fixtures shared by the tests. The real MNIST folder (fixture ``mnist_path``,
+option ``--data``) is found by the conftest.py at the root of the checkout."""
 import numpy as np
 import pytest
-
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
 def big_random_state(model, rng, scale=3.0):
     """Weights larger than the paper's initialisation (x scale) so every layer matters:
     nothing is negligible and tanh is exercised beyond its linear part."""
     state = model.state_dict()
-    from lenet_native.model import C3_TABLE
+    from lenet_native.layout import C3_TABLE
 
     for k, v in state.items():
         if k in ("c3.table", "out.prototypes"):
@@ -23,10 +21,8 @@ def big_random_state(model, rng, scale=3.0):
 
 @pytest.fixture(scope="session")
 def mnist_test_sample():
-    """200 genuine MNIST test digits when ../shared/data/mnist is present, else None."""
-    if not MNIST_DIR.is_dir():
-        return None
-    from lenet_native.datasets import load_mnist
+    """The first 500 MNIST test digits (uint8) and labels, shipped with the package: genuine
+    MNIST in every run, no download (test_pretrained checks they are the test set's start)."""
+    from lenet_native.demo import load_sample
 
-    images, labels = load_mnist(MNIST_DIR, split="test")
-    return images[:200], labels[:200]
+    return load_sample()

@@ -129,7 +129,7 @@ def soak_calls(calls, threads, margin_mb, out=print):
 def soak_batch(batch, model_batch, threads, margin_mb, out=print):
     import lenet_native as ln
     from lenet_native import _core
-    from lenet_native.model import _C3_IN, _C3_OUT
+    from lenet_native.layout import C3_IN, C3_OUT
 
     if not reset_peak():
         out("[batch] skipped: the peak RSS cannot be measured here (needs Linux /proc)")
@@ -146,7 +146,7 @@ def soak_batch(batch, model_batch, threads, margin_mb, out=print):
     base = rss_bytes()
     reset_peak()
     t0 = time.perf_counter()
-    y = _core.forward(model._flat, _C3_OUT, _C3_IN, model.head, x, threads)
+    y = _core.forward(model.params, C3_OUT, C3_IN, model.head, x, threads)
     seconds = time.perf_counter() - t0
     extra = peak_bytes() - base - y.nbytes
     good = extra <= margin_mb * MB

@@ -134,7 +134,6 @@ def test_command_line_json(capsys):
     (["bench", "--batches", "1,x"], "--batches: 'x' is not an integer"),
     (["bench", "--engines", "nope"], "unknown engine 'nope'"),
     (["bench", "--batches", "0"], "batches must be positive"),
-    (["bench", "--threads", "0"], "threads must be an integer in 1..1024"),
 ])
 def test_command_line_errors_exit_2(argv, match, capsys):
     assert cli.main(argv + ["--min-time", "0.01"]) == 2

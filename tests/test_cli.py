@@ -2,7 +2,9 @@
 IDX files written with datasets.write_idx."""
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +13,11 @@ import numpy as np
 import pytest
 
 from lenet_native import cli
-from lenet_native import train as T
-from lenet_native.datasets import MNIST_FILES, write_idx
+from lenet_native.datasets import ENV_VAR, MNIST_FILES
+from lenet_native.idx import write_idx
 from lenet_native.model import LeNet5
+
+T = importlib.import_module("lenet_native.training")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,25 +179,51 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "usage:" in capsys.readouterr().err
 
 
-def test_help_exits_0(capsys):
+@pytest.mark.parametrize("command, option, value", [
+    (command, option, value)
+    for command in ("summary", "train", "eval", "demo", "predict", "bench")
+    for option, value in (("--threads", "0"), ("--threads", "1025"), ("--threads", "two"),
+                          ("--head", "sigmoid"))
+    # summary takes no --threads; eval takes the head from the weight file
+    if (command, option) not in (("summary", "--threads"), ("eval", "--head"))])
+def test_shared_options_are_validated_alike(command, option, value, capsys):
+    assert cli.main([command, option, value]) == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and f"argument {option}: " in err
+
+
+def test_data_defaults_to_the_environment_variable(mnist_dir, tmp_path, capsys, monkeypatch):
+    model = tmp_path / "ok.npz"
+    LeNet5(seed=0).save(model)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # no MNIST in the cache
+    monkeypatch.setenv(ENV_VAR, str(mnist_dir))
+    assert cli.main(["eval", str(model)]) == 0
+    assert "n=40" in capsys.readouterr().out
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "nowhere"))
+    assert cli.main(["eval", str(model)]) == 2
+    assert str(tmp_path / "nowhere") in one_error_line(capsys.readouterr().err)
+
+
+def test_help_lists_every_command_and_exits_0(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in ("summary", "train", "eval"):
-        assert name in out
+    for name in ("summary", "train", "eval", "demo", "predict", "bench"):
+        # the command's name and the start of its help on one line
+        assert re.search(rf"^ +{name} +\w", out, re.MULTILINE), f"{name} missing from --help"
 
 
-def test_register_a_subcommand(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
-
-    @cli.subcommand("hello", help="say hello",
-                    arguments=lambda p: p.add_argument("--name", default="world"))
+def test_a_command_is_one_entry_of_the_table(capsys, monkeypatch):
     def hello(args):
         print(f"hello {args.name}")
 
-    @cli.subcommand("fail", help="fail")
     def fail(args):
         raise cli.CommandError("it went\nwrong")
 
+    monkeypatch.setitem(cli.COMMANDS, "hello", cli.Command(
+        "say hello", lambda p: p.add_argument("--name", default="world"), hello))
+    monkeypatch.setitem(cli.COMMANDS, "fail", cli.Command("fail", lambda p: None, fail))
+    assert cli.main(["--help"]) == 0
+    assert re.search(r"^ +hello +say hello$", capsys.readouterr().out, re.MULTILINE)
     assert cli.main(["hello", "--name", "lenet"]) == 0
     assert capsys.readouterr().out == "hello lenet\n"
     assert cli.main(["fail"]) == 2

@@ -15,7 +15,7 @@ from hypothesis import given, settings, HealthCheck
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from lenet_native import datasets
+from lenet_native import datasets, fileio
 from lenet_native.datasets import (
     MNIST_FILES,
     MNIST_SHA256,
@@ -23,13 +23,11 @@ from lenet_native.datasets import (
     download_mnist,
     find_mnist,
     load_mnist,
-    read_idx,
     uncompressed_sha256,
     verify_mnist,
-    write_idx,
 )
+from lenet_native.idx import read_idx, write_idx
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 ALL_NAMES = [n for pair in MNIST_FILES.values() for n in pair]
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
@@ -160,7 +158,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(datasets.os, "replace", boom)
+    monkeypatch.setattr(fileio.os, "replace", boom)
     with pytest.raises(OSError, match="disk on fire"):
         write_idx(p, np.arange(10, dtype=np.uint8))
     assert p.read_bytes() == before
@@ -617,10 +615,23 @@ def test_download_replaces_bad_existing_and_keeps_good(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------- real MNIST
+# (the fixture mnist_path: found by the conftest.py at the root of the checkout)
 
-needs_real_mnist = pytest.mark.skipif(
-    not all((REAL_MNIST / n).is_file() for n in ALL_NAMES),
-    reason=f"real MNIST not found at {REAL_MNIST}")
+
+def test_the_tests_look_for_mnist_in_data_then_the_environment_then_beside_the_checkout():
+    import importlib.util
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("root_conftest", root / "conftest.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    env = {conf.ENV_VAR: "/env/mnist"}
+    assert conf.mnist_candidate("/opt/m", env, "/cwd") == (Path("/opt/m"), "--data")
+    assert conf.mnist_candidate("m", env, "/cwd") == (Path("/cwd/m"), "--data")
+    assert conf.mnist_candidate(None, env, "/cwd") == (Path("/env/mnist"), "$" + conf.ENV_VAR)
+    assert conf.mnist_candidate(None, {conf.ENV_VAR: ""}, "/cwd") == (
+        root.parent / "shared" / "data" / "mnist", "default")
+    assert conf.ENV_VAR == datasets.ENV_VAR
+
 
 EXPECTED_COUNTS = {
     "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
@@ -628,34 +639,31 @@ EXPECTED_COUNTS = {
 }
 
 
-@needs_real_mnist
 @pytest.mark.parametrize("split,n", [("train", 60000), ("test", 10000)])
-def test_real_mnist(split, n):
-    images, labels = load_mnist(REAL_MNIST, split=split)
+def test_real_mnist(split, n, mnist_path):
+    images, labels = load_mnist(mnist_path, split=split)
     assert images.shape == (n, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (n,) and labels.dtype == np.uint8
     assert np.bincount(labels, minlength=10).tolist() == EXPECTED_COUNTS[split]
     assert images.max() == 255 and images.min() == 0
 
 
-@needs_real_mnist
-def test_real_mnist_checksums():
-    checked = verify_mnist(REAL_MNIST)
+def test_real_mnist_checksums(mnist_path):
+    checked = verify_mnist(mnist_path)
     assert set(checked) == set(ALL_NAMES)
     for name in ALL_NAMES:
-        assert uncompressed_sha256(REAL_MNIST / name) == MNIST_SHA256[name]
+        assert uncompressed_sha256(checked[name]) == MNIST_SHA256[name]
 
 
-@needs_real_mnist
-def test_real_mnist_via_env(monkeypatch):
-    monkeypatch.setenv(datasets.ENV_VAR, str(REAL_MNIST))
+def test_real_mnist_via_env(monkeypatch, mnist_path):
+    monkeypatch.setenv(datasets.ENV_VAR, str(mnist_path))
     images, labels = load_mnist(split="test")
     assert images.shape == (10000, 28, 28) and labels[:5].tolist() == [7, 2, 1, 0, 4]
 
 
-@needs_real_mnist
-def test_download_with_genuine_files_from_fake_opener(tmp_path):
-    files = {n: (REAL_MNIST / n).read_bytes() for n in ALL_NAMES}
+def test_download_with_genuine_files_from_fake_opener(tmp_path, mnist_path):
+    files = {n: p.read_bytes() for n, p in verify_mnist(mnist_path).items()}
+    files = {n: b if b[:2] == b"\x1f\x8b" else gzip.compress(b) for n, b in files.items()}
     web = FakeWeb({"https://bad.example/": {n: corrupt(b) for n, b in files.items()},
                    "https://good.example/": files})
     out = download_mnist(tmp_path, mirrors=["https://bad.example/", "https://good.example/"],

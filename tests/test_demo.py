@@ -5,9 +5,9 @@ import io
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR
 from lenet_native.demo import add_demo_arguments, demo_main, draw_digits, load_sample
-from lenet_native.images import add_predict_arguments, predict_main
+from lenet_native.commands.predict import add_arguments as add_predict_arguments
+from lenet_native.commands.predict import run as predict_main
 
 
 def parse(add, argv):
@@ -39,11 +39,9 @@ def test_demo_options():
     assert "accuracy" in out.getvalue() and "reference" not in out.getvalue()
 
 
-def test_demo_on_the_full_test_set():
-    if not MNIST_DIR.is_dir():
-        pytest.skip("MNIST not present in ../shared/data/mnist")
+def test_demo_on_the_full_test_set(mnist_path):
     out = io.StringIO()
-    assert demo_main(parse(add_demo_arguments, ["--data", str(MNIST_DIR), "--no-speed",
+    assert demo_main(parse(add_demo_arguments, ["--data", str(mnist_path), "--no-speed",
                                                 "--show", "2"]), out=out) == 0
     assert "10,000 digits" in out.getvalue()
 
@@ -56,7 +54,7 @@ def test_draw_digits_fits_the_width():
 
 
 def test_predict_npy_and_idx(tmp_path):
-    from lenet_native.datasets import write_idx
+    from lenet_native.idx import write_idx
     images, labels = load_sample()
     np.save(tmp_path / "stack.npy", images[:20])
     np.save(tmp_path / "one.npy", images[20].astype(np.float32) / 255)
@@ -125,10 +123,10 @@ def test_predict_with_a_weight_file_and_no_normalize(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["demo", "predict"])
-def test_cli_wiring(command, tmp_path, capsys):
+def test_demo_and_predict_run_from_the_cli(command, tmp_path, capsys):
     from lenet_native import cli
-    if command not in cli.COMMANDS:
-        pytest.skip(f"`lenet-native {command}` is not wired into the CLI yet")
+    assert cli.main([command, "--help"]) == 0
+    assert f"usage: lenet-native {command}" in capsys.readouterr().out
     images, _ = load_sample()
     np.save(tmp_path / "s.npy", images[:3])
     if command == "demo":
@@ -136,6 +134,10 @@ def test_cli_wiring(command, tmp_path, capsys):
     else:
         argv = ["predict", str(tmp_path / "s.npy")]
     assert cli.main(argv) == 0
-    assert capsys.readouterr().out
-    if command == "predict":
+    out = capsys.readouterr().out
+    if command == "demo":
+        assert "accuracy" in out
+    else:
+        assert [ln.split("\t")[0] for ln in out.splitlines() if "\t" in ln] == [
+            f"{tmp_path / 's.npy'}[{i}]" for i in range(3)]
         assert cli.main(["predict", str(tmp_path / "missing.png")]) == 2

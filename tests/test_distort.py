@@ -177,8 +177,7 @@ def test_distorter_is_a_picklable_callable_with_its_parameters():
 
 
 def test_trainer_accepts_the_distorter():
-    from lenet_native import LeNet5
-    train = pytest.importorskip("lenet_native.train").train
+    from lenet_native import LeNet5, train
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
     y = rng.integers(0, 10, 64)

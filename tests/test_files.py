@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
 import lenet_native as ln
-import lenet_native.model as lm
-from lenet_native import datasets
-from lenet_native.datasets import read_idx, write_idx
-from lenet_native.model import C3_TABLE, SHAPES
+from lenet_native import fileio
+from lenet_native.idx import read_idx, write_idx
+from lenet_native.layout import C3_TABLE, SHAPES
+from lenet_native.weights import FORMAT_NAME, FORMAT_VERSION
 
 HEADS = ["softmax", "rbf"]
 FLOAT_KEYS = {
@@ -51,7 +51,7 @@ FUZZ = settings(max_examples=60, deadline=None,
 
 def good_arrays(head="softmax", seed=0):
     arrays = ln.LeNet5(head=head, seed=seed).state_dict()
-    arrays["meta"] = np.array(json.dumps({"format": lm.FORMAT_NAME, "version": lm.FORMAT_VERSION,
+    arrays["meta"] = np.array(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION,
                                           "head": head}))
     return arrays
 
@@ -499,12 +499,12 @@ def test_failure_at_each_step(saved, monkeypatch, step):
     """The OS fails at each step of the save in turn: the old file stays, nothing is left."""
     path, before = saved
     if step.startswith("write@"):
-        failing_fdopen(lm, monkeypatch, int(step[6:]))
+        failing_fdopen(fileio, monkeypatch, int(step[6:]))
         step = "write"
     else:
         def fail(*args, **kwargs):
             raise OSError(errno.EIO, f"simulated failure at {step}")
-        monkeypatch.setattr(lm.os, step, fail)
+        monkeypatch.setattr(fileio.os, step, fail)
     with pytest.raises(OSError, match=f"simulated failure at {step}"):
         ln.LeNet5(seed=2).save(path)
     monkeypatch.undo()
@@ -512,7 +512,7 @@ def test_failure_at_each_step(saved, monkeypatch, step):
 
 
 def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(lm.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("no")))
+    monkeypatch.setattr(fileio.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("no")))
     with pytest.raises(OSError):
         ln.LeNet5(seed=0).save(tmp_path / "new.npz")
     assert listing(tmp_path) == []
@@ -680,9 +680,9 @@ def test_idx_failed_write_keeps_old_file(tmp_path, monkeypatch, step):
             if step == "fsync":
                 def fail(fd):
                     raise OSError(errno.EIO, "simulated failure at fsync")
-                mp.setattr(datasets.os, "fsync", fail)
+                mp.setattr(fileio.os, "fsync", fail)
             else:
-                failing_fdopen(datasets, mp, int(step[6:]))
+                failing_fdopen(fileio, mp, int(step[6:]))
             with pytest.raises(OSError, match="simulated failure"):
                 write_idx(p, np.arange(1000, dtype=np.uint8))
         assert p.read_bytes() == before

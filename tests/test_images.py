@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from lenet_native.images import (ascii_digit, read_image_file, read_images, resample, to_mnist)
+from lenet_native.images import read_image_file, read_images, resample, to_mnist
+from lenet_native.terminal import ascii_digit
 
 
 def com(d):
@@ -111,9 +112,8 @@ def test_colour_and_alpha_inputs():
 
 
 def test_mnist_digits_go_through_unchanged(mnist_test_sample):
-    from lenet_native.demo import load_sample
-    images, _ = load_sample()
-    same = [np.array_equal(to_mnist(d), d) for d in images[:200]]
+    images, _ = mnist_test_sample
+    same = [np.array_equal(to_mnist(d), d) for d in images]
     assert np.mean(same) >= 0.99
 
 
@@ -181,7 +181,7 @@ def test_corrupt_npy_names_the_file(tmp_path):
 
 
 def test_idx_files(tmp_path):
-    from lenet_native.datasets import write_idx
+    from lenet_native.idx import write_idx
     p = tmp_path / "digits-idx3-ubyte.gz"
     write_idx(p, np.stack([bar_digit(28, 28, 4, 12, 20, 4)] * 3))
     items = read_image_file(p)

@@ -12,7 +12,7 @@ import pytest
 
 import lenet_native as ln
 from lenet_native import _core, reference as ref
-from lenet_native.model import _C3_IN, _C3_OUT
+from lenet_native.layout import C3_IN, C3_OUT, trainable_mask, unpack
 
 from conftest import big_random_state
 
@@ -31,11 +31,11 @@ def inputs(rng, n):
 
 
 def fwd(model, x, isa, threads=1, **kw):
-    return _core.forward(model._flat, _C3_OUT, _C3_IN, model.head, x, threads, isa=isa, **kw)
+    return _core.forward(model.params, C3_OUT, C3_IN, model.head, x, threads, isa=isa, **kw)
 
 
 def grad(model, x, y, isa, threads=1):
-    return _core.loss_grad(model._flat, _C3_OUT, _C3_IN, model.head, x, y.astype(np.int32),
+    return _core.loss_grad(model.params, C3_OUT, C3_IN, model.head, x, y.astype(np.int32),
                            np.float32(1.0 / len(y)), threads, isa=isa)
 
 
@@ -111,7 +111,7 @@ def test_loss_grad_matches_reference(isa, head, n):
     rloss, rgrads = ref.loss_and_grad(model.state_dict(), x.astype(np.float64), y, head)
     assert float(np.mean(losses, dtype=np.float64)) == pytest.approx(rloss, rel=1e-4, abs=1e-5)
     np.testing.assert_array_equal(out, fwd(model, x, isa))
-    assert_layers_close(ln.model.unpack(g, head, trainable_only=True), rgrads, 1e-3, 2e-4)
+    assert_layers_close(unpack(g, head, trainable_only=True), rgrads, 1e-3, 2e-4)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -135,21 +135,21 @@ def test_sgd_train_step_is_loss_grad_then_sgd_step(isa, head, n):
     model = make(head, scale=1.5)
     rng = np.random.default_rng(20 + n)
     x, y = inputs(rng, n), rng.integers(0, 10, n).astype(np.int32)
-    mask = ln.model.trainable_mask(head)
+    mask = trainable_mask(head)
     v0 = (rng.standard_normal(_core.NPARAMS) * 1e-3).astype(np.float32)
-    p, v = model._flat.copy(), v0.copy()
+    p, v = model.params.copy(), v0.copy()
     g = np.zeros(_core.NPARAMS, np.float32)
-    l1, o1, _ = _core.loss_grad(p, _C3_OUT, _C3_IN, head, x, y, 1.0 / n, 2, g, isa=isa)
+    l1, o1, _ = _core.loss_grad(p, C3_OUT, C3_IN, head, x, y, 1.0 / n, 2, g, isa=isa)
     _core.sgd_step(p, v, g, mask, 0.05, 0.9, 5e-4, isa=isa)
     for threads in (1, 2, 3):
-        q, w = model._flat.copy(), v0.copy()
-        l2, o2 = _core.sgd_train_step(q, w, mask, 0.05, 0.9, 5e-4, _C3_OUT, _C3_IN, head, x, y,
+        q, w = model.params.copy(), v0.copy()
+        l2, o2 = _core.sgd_train_step(q, w, mask, 0.05, 0.9, 5e-4, C3_OUT, C3_IN, head, x, y,
                                       1.0 / n, threads, isa=isa)
         np.testing.assert_array_equal(l2, l1)
         np.testing.assert_array_equal(o2, o1)
         np.testing.assert_array_equal(q, p)
         np.testing.assert_array_equal(w, v)
-    assert not np.array_equal(p, model._flat)
+    assert not np.array_equal(p, model.params)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -158,8 +158,8 @@ def test_hessian_matches_reference(isa, head):
     model = make(head, scale=1.5)
     rng = np.random.default_rng(11)
     x, y = inputs(rng, 4), rng.integers(0, 10, 4)
-    h = _core.hessian_diag(model._flat, _C3_OUT, _C3_IN, head, x, y.astype(np.int32), 0.25, isa=isa)
-    got = ln.model.unpack(h, head, trainable_only=True)
+    h = _core.hessian_diag(model.params, C3_OUT, C3_IN, head, x, y.astype(np.int32), 0.25, isa=isa)
+    got = unpack(h, head, trainable_only=True)
     rh = ref.hessian_diag(model.state_dict(), x.astype(np.float64), y, head)
     for k in rh:
         assert (got[k] >= 0).all(), k
@@ -174,13 +174,13 @@ def test_sdlm_epoch_is_per_sample_gradient_steps(isa, head):
     model = make(head, scale=1.0)
     rng = np.random.default_rng(13)
     x, y = inputs(rng, 6), rng.integers(0, 10, 6).astype(np.int32)
-    step = np.full(_core.NPARAMS, 1e-3, np.float32) * ln.model.trainable_mask(head)
+    step = np.full(_core.NPARAMS, 1e-3, np.float32) * trainable_mask(head)
     order = np.array([3, 0, 5, 5, 1], np.int64)
-    p = model._flat.copy()
-    losses = _core.sdlm_epoch(p, _C3_OUT, _C3_IN, head, step, x, y, order, isa=isa)
-    q = model._flat.copy()
+    p = model.params.copy()
+    losses = _core.sdlm_epoch(p, C3_OUT, C3_IN, head, step, x, y, order, isa=isa)
+    q = model.params.copy()
     for n, i in enumerate(order):
-        l, _, g = _core.loss_grad(q, _C3_OUT, _C3_IN, head, x[i:i + 1], y[i:i + 1], 1.0, isa=isa)
+        l, _, g = _core.loss_grad(q, C3_OUT, C3_IN, head, x[i:i + 1], y[i:i + 1], 1.0, isa=isa)
         assert losses[n] == pytest.approx(l[0], rel=1e-5, abs=1e-6)
         q -= step * g
     np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-6)
@@ -194,14 +194,14 @@ def test_sdlm_sample_gradient_matches_loss_grad(isa, head):
     model = make(head, scale=1.5)
     rng = np.random.default_rng(14)
     x, y = inputs(rng, 3), rng.integers(0, 10, 3).astype(np.int32)
-    mask = ln.model.trainable_mask(head).astype(np.float32)
+    mask = trainable_mask(head).astype(np.float32)
     for i in range(3):
-        p0 = model._flat.astype(np.float64)
-        p = model._flat.copy()
-        _core.sdlm_epoch(p, _C3_OUT, _C3_IN, head, mask, x, y, np.array([i], np.int64), isa=isa)
-        _, _, g = _core.loss_grad(model._flat, _C3_OUT, _C3_IN, head, x[i:i + 1], y[i:i + 1], 1.0, isa=isa)
-        got = ln.model.unpack((p0 - p).astype(np.float32), head, trainable_only=True)
-        assert_layers_close(got, ln.model.unpack(g, head, trainable_only=True), 1e-4, 1e-4)
+        p0 = model.params.astype(np.float64)
+        p = model.params.copy()
+        _core.sdlm_epoch(p, C3_OUT, C3_IN, head, mask, x, y, np.array([i], np.int64), isa=isa)
+        _, _, g = _core.loss_grad(model.params, C3_OUT, C3_IN, head, x[i:i + 1], y[i:i + 1], 1.0, isa=isa)
+        got = unpack((p0 - p).astype(np.float32), head, trainable_only=True)
+        assert_layers_close(got, unpack(g, head, trainable_only=True), 1e-4, 1e-4)
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from lenet_native import _core, reference as ref
-from lenet_native.model import C3_TABLE, _C3_IN, _C3_OUT
+from lenet_native.layout import C3_IN, C3_OUT, C3_TABLE
 
 SETTINGS = settings(max_examples=25, deadline=None)
 RTOL, ATOL = 2e-5, 2e-5
@@ -54,7 +54,7 @@ def test_conv5x5_threads_do_not_change_results():
 
 def _packed_c3(rng, scale=0.3):
     dense = rand(rng, 16, 6, 5, 5, scale=scale) * C3_TABLE[:, :, None, None]
-    return dense, np.ascontiguousarray(dense[_C3_OUT, _C3_IN].reshape(60, 25))
+    return dense, np.ascontiguousarray(dense[C3_OUT, C3_IN].reshape(60, 25))
 
 
 @SETTINGS
@@ -63,13 +63,13 @@ def test_c3_sparse_matches_masked_dense(N, H, W, seed):
     rng = np.random.default_rng(seed)
     x, b = rand(rng, N, 6, H, W), rand(rng, 16)
     dense, packed = _packed_c3(rng)
-    out = _core.c3_forward(x, packed, b, _C3_OUT, _C3_IN, out=nan_out(N, 16, H - 4, W - 4))
+    out = _core.c3_forward(x, packed, b, C3_OUT, C3_IN, out=nan_out(N, 16, H - 4, W - 4))
     close(out, ref.conv5x5(x.astype(np.float64), dense, b))
     dout = rand(rng, N, 16, H - 4, W - 4)
-    dx, dw, db = _core.c3_backward(dout, x, packed, _C3_OUT, _C3_IN)
+    dx, dw, db = _core.c3_backward(dout, x, packed, C3_OUT, C3_IN)
     rdx, rdw, rdb = ref.conv5x5_backward(dout.astype(np.float64), x, dense)
     close(dx, rdx, rtol=1e-4, atol=1e-4)
-    close(dw, rdw[_C3_OUT, _C3_IN].reshape(60, 25), rtol=1e-4, atol=1e-4)
+    close(dw, rdw[C3_OUT, C3_IN].reshape(60, 25), rtol=1e-4, atol=1e-4)
     close(db, rdb, rtol=1e-4, atol=1e-4)
 
 
@@ -83,18 +83,18 @@ def test_c3_never_reads_unconnected_weights():
     poisoned = dense.copy()
     poisoned[~C3_TABLE] = np.nan
     # the packing takes only connected entries, so the poisoned dense gives the same packed
-    assert np.array_equal(np.ascontiguousarray(poisoned[_C3_OUT, _C3_IN].reshape(60, 25)), packed)
-    assert np.isfinite(_core.c3_forward(x, packed, b, _C3_OUT, _C3_IN)).all()
+    assert np.array_equal(np.ascontiguousarray(poisoned[C3_OUT, C3_IN].reshape(60, 25)), packed)
+    assert np.isfinite(_core.c3_forward(x, packed, b, C3_OUT, C3_IN)).all()
 
 
 def test_c3_bad_pair_list_raises():
     rng = np.random.default_rng(3)
     x, b = rand(rng, 1, 6, 14, 14), rand(rng, 16)
     _, packed = _packed_c3(rng)
-    bad = _C3_IN.copy()
+    bad = C3_IN.copy()
     bad[5] = 6  # S2 has maps 0..5
     with pytest.raises(ValueError, match="pair"):
-        _core.c3_forward(x, packed, b, _C3_OUT, bad)
+        _core.c3_forward(x, packed, b, C3_OUT, bad)
 
 
 @SETTINGS

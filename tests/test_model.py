@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import lenet_native as ln
-from lenet_native import reference as ref
-from lenet_native.model import C3_TABLE
+from lenet_native import _core, reference as ref
+from lenet_native.checks import as_input, as_labels
+from lenet_native.layout import C3_IN, C3_OUT, C3_TABLE, is_placed
 
 from conftest import big_random_state
 
@@ -67,8 +68,6 @@ def test_forward_matches_reference(head, n):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_forward_on_mnist_matches_reference(head, mnist_test_sample):
-    if mnist_test_sample is None:
-        pytest.skip("../shared/data/mnist not present")
     model = make_model(head, scale=2.0)
     x = ln.preprocess(mnist_test_sample[0][:64])
     want = ref.forward(model.state_dict(), x.astype(np.float64), head)
@@ -412,8 +411,8 @@ def test_unaligned_buffers_are_copied_not_read_misaligned():
 
     # the zero-copy path declines it, the conversion makes an aligned copy
     assert model._native_net().forward(unaligned(x), 1) is None
-    assert ln.model._as_input(unaligned(x)).flags.aligned
-    assert ln.model._as_labels(unaligned(y.astype(np.int32)), 3, "t").flags.aligned
+    assert as_input(unaligned(x)).flags.aligned
+    assert as_labels(unaligned(y.astype(np.int32)), 3, "t").flags.aligned
     want = model.forward(x)
     np.testing.assert_array_equal(model.forward(unaligned(x)), want)
     np.testing.assert_array_equal(model.forward(unaligned(x[:, None])), want)
@@ -426,31 +425,31 @@ def test_unaligned_buffers_are_copied_not_read_misaligned():
 
 
 def test_parameter_vector_placement_changes_speed_not_results():
-    """Every model keeps C5's weights on a 64-byte line (model.param_vector), however it
+    """Every model keeps C5's weights on a 64-byte line (layout.param_vector), however it
     was made; the C code gives the same bits wherever the vector lies."""
     import copy
     import pickle
 
     def placed(m):
-        return ln.model._is_placed(m._flat)
+        return is_placed(m.params)
 
     model = make_model("rbf")                       # __init__, then load_state_dict
     assert placed(model) and placed(ln.LeNet5("softmax", seed=1))
     assert placed(pickle.loads(pickle.dumps(model))) and placed(copy.deepcopy(model))
-    assert copy.copy(model)._flat is model._flat    # a shallow copy still shares them
+    assert copy.copy(model).params is model.params    # a shallow copy still shares them
     x = inputs(np.random.default_rng(10), 21)
     y = np.random.default_rng(11).integers(0, 10, 21).astype(np.int32)
     want = model.forward(x)
-    want_grad = ln.model._core.loss_grad(model._flat, ln.model._C3_OUT, ln.model._C3_IN,
+    want_grad = _core.loss_grad(model.params, C3_OUT, C3_IN,
                                          model.head, x, y, 1.0, 2)[2]
-    raw = np.empty(model._flat.size + 16, np.float32)
+    raw = np.empty(model.params.size + 16, np.float32)
     for shift in range(16):
-        p = raw[shift:shift + model._flat.size]
-        p[:] = model._flat
-        net = ln.model._core.Net(p, ln.model._C3_OUT, ln.model._C3_IN, model.head)
+        p = raw[shift:shift + model.params.size]
+        p[:] = model.params
+        net = _core.Net(p, C3_OUT, C3_IN, model.head)
         np.testing.assert_array_equal(net.forward(x, 2), want)
         np.testing.assert_array_equal(net.forward(x[:1], 1), want[:1])
-        g = ln.model._core.loss_grad(p, ln.model._C3_OUT, ln.model._C3_IN, model.head, x, y,
+        g = _core.loss_grad(p, C3_OUT, C3_IN, model.head, x, y,
                                      1.0, 2)[2]
         np.testing.assert_array_equal(g, want_grad)
 

@@ -14,22 +14,13 @@ from hypothesis import given, settings, strategies as st
 
 import lenet_native.prototypes as protos
 import lenet_native.reference as ref
+# the package's layout, which the reference computes too: the arrays' shapes, and the fan-in
+# of the unit each array feeds (C3's is per map: 25 * connected S2 maps)
+from lenet_native.layout import FAN_IN, SHAPES as PARAM_SHAPES
 
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-PARAM_SHAPES = {
-    "c1.weight": (6, 1, 5, 5), "c1.bias": (6,),
-    "s2.weight": (6,), "s2.bias": (6,),
-    "c3.weight": (16, 6, 5, 5), "c3.bias": (16,),
-    "s4.weight": (16,), "s4.bias": (16,),
-    "c5.weight": (120, 16, 5, 5), "c5.bias": (120,),
-    "f6.weight": (84, 120), "f6.bias": (84,),
-    "out.weight": (10, 84), "out.bias": (10,),
-}
-# fan-in of the unit each array feeds (C3 is per map: 25 * connected S2 maps)
-FAN_IN = {"c1": 25, "s2": 4, "s4": 4, "c5": 400, "f6": 120, "out": 84}
 
 
 def random_params(rng, head, scale=3.0, dtype=np.float64):

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lenet_native as ln
-import lenet_native.model as lm
 from lenet_native import _core
-from lenet_native.model import _C3_IN, _C3_OUT
+from lenet_native.checks import MAX_INPUT_MAGNITUDE
+from lenet_native.layout import C3_IN, C3_OUT
 
 from conftest import big_random_state
 
@@ -37,8 +37,6 @@ HERE = Path(__file__).resolve().parent
 PROPS = settings(max_examples=60, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 F32_MAX = float(np.finfo(np.float32).max)
-# If the model bounds the magnitude of its input (proposed, see the report), beyond it is an error.
-MAX_INPUT = getattr(lm, "MAX_INPUT_MAGNITUDE", None)
 
 
 def under_sanitizer():
@@ -188,8 +186,8 @@ def spec_input(x, where, raw_ok):
         c = np.ascontiguousarray(a, dtype=np.float32)
     if not np.isfinite(c).all():
         return "error", {ValueError: ["NaN", "infinity"]}
-    if MAX_INPUT is not None and c.size and np.abs(c).max() > MAX_INPUT:
-        return "error", {ValueError: ["magnitude", "too large"]}
+    if c.size and np.abs(c).max() >= MAX_INPUT_MAGNITUDE:
+        return "error", {ValueError: ["too large"]}
     return "ok", c
 
 
@@ -366,19 +364,32 @@ def test_nan_policy_is_documented_and_enforced():
                 call(x)
 
 
-def test_huge_finite_input_gives_finite_output():
-    """Values up to the float32 maximum are accepted and give finite outputs equal to the
-    contiguous-copy result (with the paper-scale initial weights)."""
+def test_huge_input_computes_below_the_magnitude_bound_and_is_refused_from_it():
+    """|x| < MAX_INPUT_MAGNITUDE (2**61) gives finite outputs equal to the contiguous-copy
+    result (paper-scale initial weights); from the bound up to the float32 maximum every
+    entry point refuses the input (the Python check and the C one, LENET_MAX_INPUT_LOG2,
+    draw the line at the same value)."""
+    assert MAX_INPUT_MAGNITUDE == 2.0 ** 61
     model = ln.LeNet5(seed=0, threads=1)
     rng = np.random.default_rng(3)
-    for v in (1e20, 1e30, 1e38, F32_MAX):
+    below = float(np.nextafter(np.float32(MAX_INPUT_MAGNITUDE), np.float32(0)))
+    labels = [1, 2, 3]
+    calls = {"forward": model.forward, "predict_proba": model.predict_proba,
+             "activations": lambda v: model.activations(v)["output"],
+             "loss_and_grad": lambda v: model.loss_and_grad(v, labels)[0],
+             "hessian_diag": lambda v: model.hessian_diag(v, labels)["c1.weight"]}
+    for v in (1e10, 1e18, below):
         x = (rng.choice([-1.0, 1.0], (3, 32, 32)) * v).astype(np.float32)
-        if MAX_INPUT is not None and v > MAX_INPUT:
-            with pytest.raises(ValueError):
-                model.forward(x)
-            continue
-        out = model.forward(x)
-        assert np.isfinite(out).all() and same(out, model.forward(np.asfortranarray(x)))
+        for name, call in calls.items():
+            out = np.asarray(call(x))
+            assert np.isfinite(out).all(), (name, v)
+            assert same(out, call(np.asfortranarray(x))), (name, v)
+    for v in (MAX_INPUT_MAGNITUDE, 1e20, 1e38, F32_MAX):
+        x = np.zeros((3, 32, 32), np.float32)
+        x[2, 31, 31] = -v
+        for name, call in calls.items():
+            with pytest.raises(ValueError, match="too large"):
+                call(x)
 
 
 def test_overflow_inside_the_network_is_not_silent():
@@ -532,11 +543,11 @@ def core_call(draw, name):
             a = (rng.standard_normal(draw(st.sampled_from([_core.NPARAMS] * 4 + [0, 1, 60849])))
                  * 0.1).astype(np.float32)
         elif kind == "pairs_out":
-            a = draw(st.sampled_from([_C3_OUT, _C3_OUT, _C3_OUT[::-1].copy(), (_C3_OUT + 16).astype(np.int32),
-                                      np.zeros(59, np.int32), (_C3_OUT - 1).astype(np.int32)]))
+            a = draw(st.sampled_from([C3_OUT, C3_OUT, C3_OUT[::-1].copy(), (C3_OUT + 16).astype(np.int32),
+                                      np.zeros(59, np.int32), (C3_OUT - 1).astype(np.int32)]))
         elif kind == "pairs_in":
-            a = draw(st.sampled_from([_C3_IN, _C3_IN, _C3_IN, (_C3_IN + 6).astype(np.int32),
-                                      np.zeros(61, np.int32), (_C3_IN - 1).astype(np.int32)]))
+            a = draw(st.sampled_from([C3_IN, C3_IN, C3_IN, (C3_IN + 6).astype(np.int32),
+                                      np.zeros(61, np.int32), (C3_IN - 1).astype(np.int32)]))
         elif kind == "head":
             args.append(draw(st.sampled_from(["softmax", "rbf", "softmax", "rbf", "relu", "", "RBF"])))
             continue
@@ -589,8 +600,7 @@ def test_core_boundary_never_crashes(name, data):
         assert all(np.array_equal(p, q, equal_nan=True) for p, q in zip(flat(result), flat(again)))
 
 
-# Gaps once found at the boundary (now fixed): typed memoryview arguments accepting None, an
-# `out` that is not an array, loss_forward_backward taking any head string, huge thread counts.
+# Arguments the fuzzer above seldom draws, each checked with the error it must give.
 @pytest.mark.parametrize("call", [
     lambda: _core.squash_forward(None),
     lambda: _core.squash_backward(None, None),
@@ -598,21 +608,27 @@ def test_core_boundary_never_crashes(name, data):
     lambda: _core.softmax(None),
 ], ids=["squash_forward", "squash_backward", "sgd_step", "softmax"])
 def test_core_rejects_none(call):
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(TypeError, match="must not be None"):
         call()
 
 
-@pytest.mark.parametrize("call", [
-    lambda: _core.squash_forward(np.zeros(3, np.float32), out=[0.0, 0.0, 0.0]),
-    lambda: _core.loss_forward_backward("relu", np.zeros((2, 10), np.float32), np.zeros(2, np.int32), 1.0),
-    lambda: ln.LeNet5(seed=0, threads=2**40).forward(np.zeros((1, 32, 32), np.float32)),
-    lambda: ln.LeNet5(seed=0, threads=10**6),
-    # a (1, 1, 1, 5) kernel: C reads 25 floats per (out, in) pair (found by .ci/sanitize)
-    lambda: _core.conv5x5_backward(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 5, 5), np.float32),
-                                   np.zeros((1, 1, 1, 5), np.float32)),
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: _core.squash_forward(np.zeros(3, np.float32), out=[0.0, 0.0, 0.0]),
+     TypeError, "out must be a numpy array"),
+    (lambda: _core.loss_forward_backward("relu", np.zeros((2, 10), np.float32),
+                                         np.zeros(2, np.int32), 1.0),
+     ValueError, "head must be 'softmax' or 'rbf'"),
+    (lambda: ln.LeNet5(seed=0, threads=2**40).forward(np.zeros((1, 32, 32), np.float32)),
+     ValueError, "threads must be an integer in 1..1024"),
+    (lambda: ln.LeNet5(seed=0, threads=10**6), ValueError, "threads must be an integer in 1..1024"),
+    # a (1, 1, 1, 5) kernel: C would read 25 floats per (out, in) pair past its end
+    (lambda: _core.conv5x5_backward(np.zeros((1, 1, 1, 1), np.float32),
+                                    np.zeros((1, 1, 5, 5), np.float32),
+                                    np.zeros((1, 1, 1, 5), np.float32)),
+     ValueError, "conv5x5_backward: inconsistent shapes"),
 ], ids=["out_list", "loss_head", "threads_2**40", "threads_1e6", "conv_backward_kernel"])
-def test_core_other_known_gaps(call):
-    with pytest.raises((TypeError, ValueError)):
+def test_core_rejects_bad_out_head_thread_count_and_kernel_shape(call, error, match):
+    with pytest.raises(error, match=match):
         call()
 
 
@@ -630,11 +646,11 @@ def test_no_reference_leaks_on_success_or_error():
     calls = [
         lambda: model.forward(x), lambda: model.predict(x), lambda: model.predict_proba(x),
         lambda: model.activations(x), lambda: model.loss_and_grad(x, y), lambda: model.hessian_diag(x, y),
-        lambda: _core.forward(model._flat, _C3_OUT, _C3_IN, "softmax", x, 2),
-        lambda: _core.forward(model._flat, _C3_OUT, _C3_IN, "relu", x, 2),            # raises
-        lambda: _core.loss_grad(model._flat, _C3_OUT, _C3_IN, "softmax", x,
+        lambda: _core.forward(model.params, C3_OUT, C3_IN, "softmax", x, 2),
+        lambda: _core.forward(model.params, C3_OUT, C3_IN, "relu", x, 2),            # raises
+        lambda: _core.loss_grad(model.params, C3_OUT, C3_IN, "softmax", x,
                                 np.array([1, 2, 99], np.int32), 1.0),                  # raises in C
-        lambda: _core.forward(model._flat, _C3_OUT, _C3_IN, "softmax", x.astype(np.float64)),  # raises
+        lambda: _core.forward(model.params, C3_OUT, C3_IN, "softmax", x.astype(np.float64)),  # raises
         lambda: model.forward(bad), lambda: model.loss_and_grad(x, [1, 2]),           # raise
     ]
     for call in calls:
@@ -644,7 +660,7 @@ def test_no_reference_leaks_on_success_or_error():
             except (ValueError, TypeError):
                 pass
         gc.collect()
-        counts = [sys.getrefcount(o) for o in (x, y, bad, model._flat, _C3_OUT, _C3_IN)]
+        counts = [sys.getrefcount(o) for o in (x, y, bad, model.params, C3_OUT, C3_IN)]
         for _ in range(10):
             try:
                 r = call()
@@ -655,7 +671,7 @@ def test_no_reference_leaks_on_success_or_error():
                 del r
                 assert ref() is None, "a result array is kept alive"
         gc.collect()
-        assert [sys.getrefcount(o) for o in (x, y, bad, model._flat, _C3_OUT, _C3_IN)] == counts
+        assert [sys.getrefcount(o) for o in (x, y, bad, model.params, C3_OUT, C3_IN)] == counts
 
 
 # ============================================================ memory
@@ -682,9 +698,11 @@ def test_memory_does_not_grow_and_batches_stream():
 CHILD = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    import lenet_native.model as lm
-    import lenet_native.train as lt
-    from lenet_native.datasets import read_idx
+    import importlib
+    import lenet_native.fileio as lf
+    from lenet_native.idx import read_idx
+    from lenet_native.model import LeNet5
+    lt = importlib.import_module("lenet_native.training")
 
     folder, point, target = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     x, y = read_idx(folder / "img.idx"), read_idx(folder / "lbl.idx")
@@ -708,7 +726,7 @@ CHILD = textwrap.dedent("""
             return lt._core_real.sgd_train_step(*a, **k)
     lt._core_real, lt._core = lt._core, Core()
 
-    real_write = lm.atomic_write
+    real_write = lf.atomic_write
     def atomic_write(path, write):
         name = str(path)
         kind = "state" if name.endswith(".state.npz") else "history" if name.endswith(".json") else "model"
@@ -724,9 +742,9 @@ CHILD = textwrap.dedent("""
         real_write(path, write)
         if point == "after-" + kind and count(kind):
             pause()
-    lm.atomic_write = lt.atomic_write = atomic_write
+    lf.atomic_write = atomic_write
 
-    model = lm.LeNet5(head="softmax", seed=3, threads=2)
+    model = LeNet5(head="softmax", seed=3, threads=2)
     lt.train(model, x, y, epochs=4, batch_size=16, seed=5, threads=2, progress=False,
              checkpoint=folder / "run.npz")
     print("finished", flush=True)
@@ -736,16 +754,16 @@ CHILD = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A tiny synthetic data set on disk, and the final weights of an uninterrupted run."""
-    train = pytest.importorskip("lenet_native.train")
-    from lenet_native.datasets import read_idx, write_idx
+    from lenet_native import train
+    from lenet_native.idx import read_idx, write_idx
     folder = tmp_path_factory.mktemp("tiny")
     rng = np.random.default_rng(0)
     write_idx(folder / "img.idx", rng.integers(0, 256, (80, 28, 28), dtype=np.uint8))
     write_idx(folder / "lbl.idx", (np.arange(80) % 10).astype(np.uint8))
     model = ln.LeNet5(head="softmax", seed=3, threads=2)
-    train.train(model, read_idx(folder / "img.idx"), read_idx(folder / "lbl.idx"), epochs=4,
-                batch_size=16, seed=5, threads=2, progress=False, checkpoint=folder / "ref.npz")
-    return folder, model._flat.copy()
+    train(model, read_idx(folder / "img.idx"), read_idx(folder / "lbl.idx"), epochs=4,
+          batch_size=16, seed=5, threads=2, progress=False, checkpoint=folder / "ref.npz")
+    return folder, model.params.copy()
 
 
 def _kill_at(folder, point, target):
@@ -777,11 +795,11 @@ def _kill_at(folder, point, target):
 
 def _resume(folder):
     from lenet_native import train
-    from lenet_native.datasets import read_idx
+    from lenet_native.idx import read_idx
     model = ln.LeNet5(head="softmax", seed=99, threads=2)  # its own weights are replaced
-    history = train.train(model, read_idx(folder / "img.idx"), read_idx(folder / "lbl.idx"),
-                          epochs=4, batch_size=16, seed=5, threads=2, progress=False,
-                          checkpoint=folder / "run.npz", resume=True)
+    history = train(model, read_idx(folder / "img.idx"), read_idx(folder / "lbl.idx"),
+                    epochs=4, batch_size=16, seed=5, threads=2, progress=False,
+                    checkpoint=folder / "run.npz", resume=True)
     return model, history
 
 
@@ -807,7 +825,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tiny_run, point, ta
     assert all(n.startswith(".run.") and n.endswith(".tmp") for n in leftovers), leftovers
     model, history = _resume(folder)
     assert len(history) == 4 and not history.interrupted
-    assert np.array_equal(model._flat, want), "resumed run differs from the uninterrupted run"
+    assert np.array_equal(model.params, want), "resumed run differs from the uninterrupted run"
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")

@@ -1,8 +1,9 @@
-"""Tests of lenet_native.train: SGD and SDLM make progress, runs are reproducible bit for
+"""Tests of lenet_native.training: SGD and SDLM make progress, runs are reproducible bit for
 bit (whatever the thread count), checkpoints resume exactly, Ctrl-C leaves a valid
 checkpoint, and bad arguments are refused with clear errors. Small data only (fast)."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 
 from lenet_native import _core
-from lenet_native import train as T
-from lenet_native.model import LeNet5, preprocess
-from lenet_native.train import History, checkpoint_paths, evaluate, lr_factor, train
+from lenet_native import checkpoint as C
+from lenet_native.checkpoint import checkpoint_paths
+from lenet_native.checks import preprocess
+from lenet_native.model import LeNet5
+from lenet_native.training import History, evaluate, lr_factor, train
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+T = importlib.import_module("lenet_native.training")
 
 
 def synthetic(n, seed=0):
@@ -94,19 +97,18 @@ def test_one_sdlm_pass_reduces_loss(data, head):
     assert rec["h_mean"] > 0 and 0 <= rec["train_error"] <= 1
     if head == "rbf":   # the prototypes are never trained
         lo, hi = _core.PARAM_OFFSETS["out.weight"]
-        assert np.array_equal(model._flat[lo:hi], LeNet5(head="rbf", seed=0)._flat[lo:hi])
+        assert np.array_equal(model.params[lo:hi], LeNet5(head="rbf", seed=0).params[lo:hi])
 
 
 def test_sgd_never_trains_rbf_prototypes(data):
     model, _ = run(data, head="rbf", epochs=1)
     lo, hi = _core.PARAM_OFFSETS["out.weight"]
-    assert np.array_equal(model._flat[lo:], LeNet5(head="rbf", seed=0)._flat[lo:])
+    assert np.array_equal(model.params[lo:], LeNet5(head="rbf", seed=0).params[lo:])
 
 
-@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason="real MNIST not available")
-def test_sgd_on_a_real_mnist_subset():
+def test_sgd_on_a_real_mnist_subset(mnist_path):
     from lenet_native.datasets import load_mnist
-    x, y = load_mnist(REAL_MNIST, "test")     # the smaller file: quicker to read
+    x, y = load_mnist(mnist_path, "test")     # the smaller file: quicker to read
     model = LeNet5(seed=0, threads=2)
     # ~250 steps: past the initial plateau of the softmax head
     h = train(model, x[:4000], y[:4000], x[5000:6000], y[5000:6000], epochs=2, batch_size=32,
@@ -121,7 +123,7 @@ def test_float_input_same_as_uint8(data):
     b = LeNet5(seed=0, threads=1)
     train(b, preprocess(x), y.astype(np.int64), preprocess(xt), yt, epochs=1, batch_size=32,
           progress=False)
-    assert np.array_equal(a._flat, b._flat)
+    assert np.array_equal(a.params, b.params)
 
 
 # ----------------------------------------------------------------------------- reproducibility
@@ -132,16 +134,16 @@ def test_same_seed_same_weights(data, optimizer):
     head = "rbf" if optimizer == "sdlm" else "softmax"
     a, ha = run(data, optimizer=optimizer, head=head, seed=3, threads=2)
     b, hb = run(data, optimizer=optimizer, head=head, seed=3, threads=2)
-    assert np.array_equal(a._flat, b._flat)
+    assert np.array_equal(a.params, b.params)
     assert [r["train_loss"] for r in ha] == [r["train_loss"] for r in hb]
     c, _ = run(data, optimizer=optimizer, head=head, seed=4, threads=2)
-    assert not np.array_equal(a._flat, c._flat)
+    assert not np.array_equal(a.params, c.params)
 
 
 def test_threads_do_not_change_the_result(data):
     a, _ = run(data, threads=1)
     b, _ = run(data, threads=2)
-    assert np.array_equal(a._flat, b._flat)
+    assert np.array_equal(a.params, b.params)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -164,14 +166,14 @@ def test_resume_equals_uninterrupted_run(data, tmp_path, optimizer, head):
         with np.load(checkpoint_paths(tmp_path / "part.npz")["state"]) as z:
             assert np.any(z["velocity"] != 0)
     resumed, hres = run(data, checkpoint=tmp_path / "part.npz", resume=True, model_seed=99, **kw)
-    assert np.array_equal(resumed._flat, full._flat)
+    assert np.array_equal(resumed.params, full.params)
     assert len(hres) == 3 and not hres.interrupted
     strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_second"}
                        for r in h]
     assert strip(hres) == strip(hfull)
     # the files agree too
     saved = LeNet5.load(tmp_path / "part.npz")
-    assert np.array_equal(saved._flat, full._flat)
+    assert np.array_equal(saved.params, full.params)
     assert saved.meta["training"]["epochs_done"] == 3
     assert no_temp_files(tmp_path) == []
 
@@ -198,13 +200,13 @@ def test_resume_after_dying_between_the_state_and_the_model_file(data, tmp_path,
     with np.load(checkpoint_paths(ck)["state"]) as z:
         assert int(z["epoch"]) == 3 and int(z["prev_epoch"]) == 2
     resumed, h = run(data, checkpoint=ck, epochs=3, seed=5, resume=True)
-    assert len(h) == 3 and np.array_equal(resumed._flat, full._flat)
+    assert len(h) == 3 and np.array_equal(resumed.params, full.params)
 
 
 def test_resume_of_a_finished_run_does_nothing(data, tmp_path):
     model, h = run(data, checkpoint=tmp_path / "m.npz")
     again, h2 = run(data, checkpoint=tmp_path / "m.npz", resume=True)
-    assert np.array_equal(again._flat, model._flat) and len(h2) == len(h)
+    assert np.array_equal(again.params, model.params) and len(h2) == len(h)
 
 
 def test_checkpoint_files(data, tmp_path):
@@ -214,7 +216,7 @@ def test_checkpoint_files(data, tmp_path):
                      "history": tmp_path / "m.history.json"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.history.json", "m.npz", "m.state.npz"]
     loaded = LeNet5.load(paths["model"])
-    assert np.array_equal(loaded._flat, model._flat)
+    assert np.array_equal(loaded.params, model.params)
     meta = loaded.meta["training"]
     assert meta["optimizer"] == "sgd" and meta["epochs_done"] == 2 and meta["seed"] == 0
     assert meta["batch_size"] == 32 and meta["momentum"] == 0.9 and len(meta["history"]) == 2
@@ -243,7 +245,7 @@ def test_interrupt_mid_epoch_keeps_last_checkpoint(data, tmp_path, monkeypatch):
     saved = LeNet5.load(ck)
     assert saved.meta["training"]["epochs_done"] == 1
     # the model in memory went back to the checkpointed weights
-    assert np.array_equal(model._flat, saved._flat)
+    assert np.array_equal(model.params, saved.params)
     doc = json.loads(checkpoint_paths(ck)["history"].read_text())
     assert doc["interrupted"] is True and doc["epochs_done"] == 1
     assert no_temp_files(tmp_path) == []
@@ -251,7 +253,7 @@ def test_interrupt_mid_epoch_keeps_last_checkpoint(data, tmp_path, monkeypatch):
     # and it resumes to the uninterrupted result
     resumed, _ = run(data, checkpoint=ck, epochs=3, resume=True)
     full, _ = run(data, epochs=3)
-    assert np.array_equal(resumed._flat, full._flat)
+    assert np.array_equal(resumed.params, full.params)
 
 
 def test_interrupt_in_first_epoch_restores_initial_weights(data, tmp_path, monkeypatch):
@@ -267,7 +269,7 @@ def test_interrupt_in_first_epoch_restores_initial_weights(data, tmp_path, monke
     monkeypatch.setattr(_core, "sgd_train_step", flaky)
     model, h = run(data, checkpoint=tmp_path / "m.npz")
     assert h.interrupted and len(h) == 0
-    assert np.array_equal(model._flat, LeNet5(seed=0)._flat)
+    assert np.array_equal(model.params, LeNet5(seed=0).params)
     assert not (tmp_path / "m.npz").exists()
     assert json.loads((tmp_path / "m.history.json").read_text())["interrupted"] is True
 
@@ -292,19 +294,19 @@ def test_sigint_is_held_while_the_checkpoint_is_written():
 
 @_SIGNALS_UNRELIABLE
 def test_ctrl_c_while_the_checkpoint_is_written(data, tmp_path, monkeypatch):
-    real = T._save_checkpoint
+    real = C.save_checkpoint
 
     def save_and_get_a_sigint(*args):
         os.kill(os.getpid(), signal.SIGINT)      # arrives in the middle of the writing
         real(*args)
 
-    monkeypatch.setattr(T, "_save_checkpoint", save_and_get_a_sigint)
+    monkeypatch.setattr(C, "save_checkpoint", save_and_get_a_sigint)
     ck = tmp_path / "m.npz"
     model, h = run(data, checkpoint=ck, epochs=3)
     assert h.interrupted and len(h) == 1         # epoch 1 was committed, then stopped
     saved = LeNet5.load(ck)
     assert saved.meta["training"]["epochs_done"] == 1
-    assert np.array_equal(model._flat, saved._flat)
+    assert np.array_equal(model.params, saved.params)
     assert no_temp_files(tmp_path) == []
 
 
@@ -320,10 +322,10 @@ def test_other_errors_restore_and_propagate(data, tmp_path):
 def test_divergence_is_reported(data):
     x, y, _, _ = data
     model = LeNet5(seed=0, threads=1)
-    init = model._flat.copy()
+    init = model.params.copy()
     with pytest.raises(FloatingPointError, match="lower lr"):
         train(model, x, y, epochs=1, lr=1e38, momentum=0.0, progress=False)
-    assert np.array_equal(model._flat, init)
+    assert np.array_equal(model.params, init)
 
 
 def test_on_epoch_can_stop_early(data, tmp_path):
@@ -380,7 +382,7 @@ def test_distort_is_applied_per_batch(data):
     a, _ = run(data, epochs=1, distort=distort)
     assert sum(seen) == len(data[0]) and max(seen) == 32
     b, _ = run(data, epochs=1)
-    assert not np.array_equal(a._flat, b._flat)
+    assert not np.array_equal(a.params, b.params)
     seen.clear()
     run(data, epochs=1, optimizer="sdlm", head="rbf", distort=distort)
     assert sum(seen) == len(data[0])
