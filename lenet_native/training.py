@@ -453,7 +453,8 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
                     rates = [lr * linear_step_factor(first + b, *per_step) for b in range(batches)]
                     rate = rates[0]
                 record = _sgd_epoch(model, x, y, rng, rate, momentum, weight_decay, batch_size,
-                                    threads, mask, velocity, distort, bar, epoch, rates, shift)
+                                    threads, mask, velocity, distort, bar, epoch, rates=rates,
+                                    shift=shift)
             else:
                 record = _sdlm_epoch(model, x, y, rng, rate, mu, hessian_samples, mask, step_buf,
                                      distort, bar, epoch)
