@@ -115,7 +115,7 @@ def test_fan_in_init_bounds():
 
 
 def test_recipes():
-    assert recipe("fast", "softmax")["lr"] == 0.15 and recipe("fast", "rbf")["lr"] == 0.004
+    assert recipe("fast", "softmax")["lr"] == 0.15 and recipe("fast", "rbf")["lr"] == 0.006
     best = recipe("best", "softmax")
     assert (best["epochs"], best["batch_size"], best["lr_schedule"], best["init"], best["shift"]) == (
         20, 64, "cosine", "paper", 0)
