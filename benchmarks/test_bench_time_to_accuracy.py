@@ -39,6 +39,8 @@ import pytest
 import lenet_native as ln
 from lenet_native.bench import omp_wait_policy, torch_module
 
+from conftest import torch_epoch as torch_sgd_epoch
+
 THREADS = int(os.environ.get("LENET_NATIVE_BENCH_THREADS", "2"))   # both engines
 BATCH = 64
 ROUNDS = 2
@@ -87,14 +89,7 @@ def test_time_to_one_percent_vs_torch_epoch(benchmark, mnist_path):
     del x
 
     def torch_epoch():
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(xt))
-        for lo in range(0, len(xt), BATCH):
-            idx = perm[lo:lo + BATCH]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-        return time.perf_counter() - t0
+        return torch_sgd_epoch(torch, net, opt, xt, yt, BATCH)
 
     rows = {"torch_epoch_s": [], "default_s": [], "default_error": [], "target_s": [],
             "target_error": [], "target_epochs": []}

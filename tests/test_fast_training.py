@@ -7,24 +7,15 @@ import pytest
 
 import lenet_native as ln
 from lenet_native import cli
-from lenet_native.datasets import MNIST_FILES
-from lenet_native.idx import write_idx
 from lenet_native.recipes import RECIPES, recipe
 from lenet_native.training import linear_step_factor, lr_factor, train
 
-
-def _synthetic(n, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, 3 + 10 * (c // 4):9 + 10 * (c // 4), 2 + 6 * (c % 4):8 + 6 * (c % 4)] = 255
-    return images, labels
+from conftest import synthetic_digits, write_mnist_folder
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return _synthetic(300, 1) + _synthetic(60, 2)
+    return synthetic_digits(300, 1) + synthetic_digits(60, 2)
 
 
 def _same(a, b):
@@ -127,11 +118,7 @@ def test_recipes():
 @pytest.fixture()
 def mnist_dir(tmp_path, digits):
     x, y, xt, yt = digits
-    for split, (im, lab) in (("train", (x, y)), ("test", (xt, yt))):
-        image_name, label_name = MNIST_FILES[split]
-        write_idx(tmp_path / image_name, im)
-        write_idx(tmp_path / label_name, lab)
-    return tmp_path
+    return write_mnist_folder(tmp_path, {"train": (x, y), "test": (xt, yt)})
 
 
 def test_cli_recipe_best_is_the_earlier_default(mnist_dir, tmp_path, digits, capsys):

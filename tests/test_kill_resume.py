@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from lenet_native import LeNet5
-from lenet_native.datasets import MNIST_FILES
-from lenet_native.idx import write_idx
+
+from conftest import synthetic_digits, write_mnist_folder
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 
@@ -29,24 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
 
 
-def _synthetic(n, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, 3 + 10 * (c // 4):9 + 10 * (c // 4), 2 + 6 * (c % 4):8 + 6 * (c % 4)] = 255
-    return images, labels
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mnist")
-    for split, n, seed in (("train", 3000, 1), ("test", 200, 2)):
-        images, labels = _synthetic(n, seed)
-        image_name, label_name = MNIST_FILES[split]
-        write_idx(d / image_name, images)
-        write_idx(d / label_name, labels)
-    return d
+    return write_mnist_folder(tmp_path_factory.mktemp("mnist"),
+                              {"train": synthetic_digits(3000, 1), "test": synthetic_digits(200, 2)})
 
 
 def _command(data, out, resume):
