@@ -21,12 +21,14 @@ Each round runs, one after the other so a slow minute on a shared machine hits b
   <= 1.00 %).
 
 The target of issue 19: the default command reaches <= 1.00 % in at most half the time of
-PyTorch's one epoch, i.e. native / torch <= 0.5. The ratios of every round are printed and
+PyTorch's one epoch, i.e. native / torch <= 0.5, with a peak resident memory (the CLI's
+report) below 400 MB (asserted). The ratios of every round are printed and
 stored in extra_info. Needs PyTorch and MNIST (the ``mnist_path`` fixture: --data DIR,
 $LENET_NATIVE_DATA, or ../shared/data/mnist beside the checkout); skipped otherwise.
 """
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -92,11 +94,12 @@ def test_time_to_one_percent_vs_torch_epoch(benchmark, mnist_path):
         return torch_sgd_epoch(torch, net, opt, xt, yt, BATCH)
 
     rows = {"torch_epoch_s": [], "default_s": [], "default_error": [], "target_s": [],
-            "target_error": [], "target_epochs": []}
+            "target_error": [], "target_epochs": [], "peak_rss_mb": []}
     for r in range(ROUNDS):
         rows["torch_epoch_s"].append(torch_epoch())
-        s, model, _ = _native_run(data, [])
+        s, model, stdout = _native_run(data, [])
         rows["default_s"].append(s)
+        rows["peak_rss_mb"].append(float(re.search(r"peak memory \(resident\) (\d+) MB", stdout)[1]))
         rows["default_error"].append(evaluate(model, xte, yte)["error"])
         if r == ROUNDS - 1:
             s, model, _ = benchmark.pedantic(_native_run, args=(data, ["--target-error", "1.0"]),
@@ -111,10 +114,13 @@ def test_time_to_one_percent_vs_torch_epoch(benchmark, mnist_path):
     benchmark.extra_info.update(rows, native_default_over_torch_epoch=ratio_default,
                                 native_target_over_torch_epoch=ratio_target, cpu=_cpu_name(),
                                 omp_wait_policy=omp_wait_policy())
-    print(f"\n{_cpu_name()}, {THREADS} threads, OMP_WAIT_POLICY={omp_wait_policy()}")
+    print(f"\n{_cpu_name()}, {THREADS} threads, OMP_WAIT_POLICY={omp_wait_policy()}; peak "
+          f"resident memory of the default run (as the CLI reports it): "
+          f"{max(rows['peak_rss_mb']):.0f} MB")
     for r in range(ROUNDS):
         print(f"round {r + 1}: torch epoch {rows['torch_epoch_s'][r]:.2f} s | "
               f"lenet-native train (default) {rows['default_s'][r]:.2f} s, test error "
               f"{100 * rows['default_error'][r]:.2f}%, ratio {ratio_default[r]:.2f} | "
               f"--target-error 1.0 {rows['target_s'][r]:.2f} s ({rows['target_epochs'][r]} "
               f"epochs), test error {100 * rows['target_error'][r]:.2f}%, ratio {ratio_target[r]:.2f}")
+    assert max(rows["peak_rss_mb"]) < 400, rows["peak_rss_mb"]
