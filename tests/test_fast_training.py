@@ -142,3 +142,24 @@ def test_cli_default_is_fast_and_target_error(mnist_dir, tmp_path, capsys):
     assert "recipe fast" in text and "reached the target test error 50%" in text
     meta = ln.LeNet5.load(out).meta["training"]
     assert meta["batch_size"] == 128 and meta["lr_schedule"] == "linear" and meta["shift"] == 1
+
+
+def test_peak_memory_is_the_processs_own(mnist_dir, tmp_path):
+    """The CLI's peak resident memory is its own, not the high-water mark of the process
+    that started it (getrusage's ru_maxrss carries across exec on Linux)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    if not Path("/proc/self/status").exists():
+        pytest.skip("Linux /proc only")
+    ballast = np.ones(400 * 2**20 // 8)            # a 400 MB parent, every page touched
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "lenet_native", "train", "--data", str(mnist_dir),
+                        "--out", str(tmp_path / "m.npz"), "--epochs", "1", "--no-progress",
+                        "--threads", "1"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    peak = float(re.search(r"peak memory \(resident\) (\d+) MB", r.stdout)[1])
+    assert 10 < peak < 300, (peak, ballast.nbytes)
