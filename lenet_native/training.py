@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _core
 from . import checkpoint as ckpt
-from .checks import as_images, as_input, as_labels, check_int, check_real, check_threads, to_array
+from .checks import as_input, as_labels, check_int, check_real, check_threads, to_array
 from .layout import C3_IN, C3_OUT, param_vector, trainable_mask
 from .model import LeNet5
 
