@@ -4,23 +4,24 @@
  * and normalised as it is taken, with the float operations of lenet_native.preprocess:
  *   background (the 2 px border)  -0.1f
  *   pixel p                       (float)p * (float)(1.275 / 255) - 0.1f
- * two float32 roundings, no fused multiply-add (the product and the difference are
- * separate statements, and this file is built with -std=c99, so -ffp-contract=off), so
- * the result has the bits of preprocess.
+ * two float32 roundings, never a fused multiply-add (see digit_lut), so the result has the
+ * bits of preprocess.
  */
 #include <stdint.h>
-#include <string.h>
 
 #include "lenet.h"
 
 #define CHECK(cond, code) do { if (!(cond)) return (code); } while (0)
 
-/* lut (256,): the input value of each pixel value, as preprocess computes it */
+/* lut (256,): the input value of each pixel value, as preprocess computes it. The product
+ * goes through a volatile so that it is rounded to float before the subtraction whatever
+ * the build's contraction flags (GCC's -ffp-contract=fast fuses across statements and
+ * changes 1 bit of some values); 256 entries per call, so the cost is nil. */
 static void digit_lut(float *restrict lut)
 {
     const float scale = (float)(1.275 / 255.0), offset = 0.1f;
     for (int p = 0; p < 256; p++) {
-        const float prod = (float)p * scale;
+        volatile float prod = (float)p * scale;
         lut[p] = prod - offset;
     }
 }
