@@ -5,13 +5,14 @@ fallback, and opt-in/opt-out switches read from the environment:
   LENET_NATIVE_OPENMP=0     build without OpenMP (the kernels then run single-threaded)
   LENET_NATIVE_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
   LENET_NATIVE_NATIVE=1     add -march=native (never the default: wheels must be portable)
-  LENET_NATIVE_SIMD=avx2,avx512,vec128 | none
+  LENET_NATIVE_SIMD=avx2,avx512,vec128,avx512vnni | none
                             which SIMD variants of the network to build (default: every one
                             the compiler accepts). Each is SIMD_SOURCES (csrc/simd_*.c)
                             compiled on their own with the variant's -m flags (vec128: none,
                             generic 4-lane vectors) and linked in as extra objects; the
                             portable code is always built without -m flags, and the variant
                             is picked at run time by CPU detection (csrc/isa.c).
+                            avx512vnni is the int8 inference kernels (csrc/q8_vnni.c) only.
 """
 import glob
 import os
@@ -24,7 +25,8 @@ import tempfile
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CSRC = ["csrc/layers.c", "csrc/network.c", "csrc/isa.c", "csrc/warp.c", "csrc/digits.c"]
+CSRC = ["csrc/layers.c", "csrc/network.c", "csrc/isa.c", "csrc/warp.c", "csrc/q8.c",
+        "csrc/digits.c"]
 # compiled once per SIMD variant (csrc/simd_net.h)
 SIMD_SOURCES = ["csrc/simd_forward.c", "csrc/simd_grad.c", "csrc/simd_sdlm.c"]
 # variant -> (macro selecting it inside csrc/simd_net.h, extra compiler flags)
@@ -33,12 +35,19 @@ SIMD_VARIANTS = {
     "avx512": ("LENET_SIMD_AVX512", ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl",
                                      "-mavx2", "-mfma"]),
     "vec128": ("LENET_SIMD_VEC128", []),   # generic vectors: the target's baseline SIMD
+    # int8 inference (vpdpbusd) over simd.h's AVX-512 layer
+    "avx512vnni": ("LENET_SIMD_AVX512", ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl",
+                                         "-mavx512vnni", "-mavx2", "-mfma"]),
 }
+# the files of a variant, when not SIMD_SOURCES
+VARIANT_SOURCES = {"avx512vnni": ["csrc/q8_vnni.c"]}
 SIMD_PROBE = {
     "avx2": "#include <immintrin.h>\nint main(void) { __m256 a = _mm256_set1_ps(1.0f);\n"
             "  a = _mm256_fmadd_ps(a, a, a); return (int)_mm256_cvtss_f32(a) == 2 ? 0 : 1; }\n",
     "avx512": "#include <immintrin.h>\nint main(void) { __m512 a = _mm512_set1_ps(1.0f);\n"
               "  a = _mm512_fmadd_ps(a, a, a); return (int)_mm512_reduce_add_ps(a) == 32 ? 0 : 1; }\n",
+    "avx512vnni": "#include <immintrin.h>\nint main(void) { __m512i a = _mm512_set1_epi32(0x01010101);\n"
+                  "  a = _mm512_dpbusd_epi32(a, a, a); return _mm512_reduce_add_epi32(a) == 16 * 0x01010105 ? 0 : 1; }\n",
     # what csrc/simd.h's vec128 block uses: vector arithmetic, comparisons, shuffles
     "vec128": "typedef float v4 __attribute__((vector_size(16)));\n"
               "typedef int v4i __attribute__((vector_size(16)));\n"
@@ -138,7 +147,7 @@ class BuildExt(build_ext):
         objects, macros = [], []
         for name, macro, flags in getattr(self, "_simd", []):
             objects += self.compiler.compile(
-                SIMD_SOURCES, output_dir=os.path.join(self.build_temp, "simd_" + name),
+                VARIANT_SOURCES.get(name, SIMD_SOURCES), output_dir=os.path.join(self.build_temp, "simd_" + name),
                 macros=[(macro, "1")] + list(ext.define_macros), include_dirs=ext.include_dirs,
                 extra_postargs=flags, depends=ext.depends, debug=self.debug)
             macros.append(("LENET_HAVE_" + name.upper(), "1"))

@@ -13,7 +13,8 @@ import pytest
 
 import lenet_native as ln
 from lenet_native import _core, reference as ref
-from lenet_native.bench import omp_wait_policy, torch_module
+from lenet_native.bench import omp_wait_policy
+from lenet_native.interop import to_torch
 from lenet_native.layout import C3_IN, C3_OUT, param_vector, trainable_mask
 
 from conftest import torch_epoch as torch_sgd_epoch
@@ -75,7 +76,7 @@ def test_sgd_step(benchmark, data, impl):
     else:
         torch = pytest.importorskip("torch")
         torch.set_num_threads(THREADS)
-        net = torch_module(model.state_dict(), "softmax").train()
+        net = to_torch(model).train()
         opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
         xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(y.astype(np.int64))
 
@@ -158,7 +159,7 @@ def test_sgd_step_native_vs_torch_interleaved(benchmark, data):
     lr, momentum = 0.01, 0.9
     flat, vel = model.params, np.zeros_like(model.params)
     mask = trainable_mask("softmax")
-    net = torch_module(model.state_dict(), "softmax").train()
+    net = to_torch(model).train()
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(y.astype(np.int64))
     times = {"native": [], "torch": []}
@@ -206,7 +207,7 @@ def test_sgd_epoch_native_vs_torch(benchmark, mnist_path):
     torch.set_num_threads(THREADS)
     x = ln.preprocess(xtr)
     model = ln.LeNet5(head="softmax", seed=0, threads=THREADS)
-    net = torch_module(model.state_dict(), "softmax").train()
+    net = to_torch(model).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(ytr.astype(np.int64))
 

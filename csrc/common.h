@@ -6,13 +6,25 @@
  *     and the scalar squash and its derivative;
  *   - net_param: a parameter tensor of the flat vector (the LENET_OFF_* layout of lenet.h);
  *   - loss_backward_one, head_backward_one: the per-image loss and head backward, which
- *     every variant computes with this same scalar code.
+ *     every variant computes with this same scalar code;
+ *   - lenet_clamp_threads: the thread count a kernel runs with (1 without OpenMP).
  */
 #ifndef LENET_COMMON_H
 #define LENET_COMMON_H
 
 #include "lenet.h"
 #include "layers_impl.h"
+
+/* the thread count a driver runs with: at least 1, and 1 in a build without OpenMP */
+static inline int lenet_clamp_threads(int nthreads)
+{
+#ifdef _OPENMP
+    return nthreads < 1 ? 1 : nthreads;
+#else
+    (void)nthreads;
+    return 1;
+#endif
+}
 
 /* the parameter tensor at offset off (LENET_OFF_*) of the network's flat vector */
 static inline const float *net_param(const lenet_net *net, int off)

@@ -54,7 +54,8 @@ enum {
  * deterministic, independent of the thread count and of the batch an image comes in;
  * different variants agree to float32 rounding (FMA and summation order differ). */
 enum { LENET_ISA_PORTABLE = 0, LENET_ISA_AVX2 = 1, LENET_ISA_AVX512 = 2, LENET_ISA_VEC128 = 3,
-       LENET_NISA = 4 };
+       LENET_ISA_AVX512VNNI = 4,   /* int8 kernels only (csrc/q8.h): no fp32 kernel table */
+       LENET_NISA = 5 };
 int lenet_isa_compiled(int isa);    /* 1 if the variant was built into this library */
 int lenet_isa_supported(int isa);   /* 1 if built and this CPU (and OS) can run it */
 int lenet_best_isa(void);           /* the fastest supported variant */

@@ -29,16 +29,6 @@ static int check_net(const lenet_net *net)
     return LENET_OK;
 }
 
-static int clamp_threads(int nthreads)
-{
-#ifdef _OPENMP
-    return nthreads < 1 ? 1 : nthreads;
-#else
-    (void)nthreads;
-    return 1;
-#endif
-}
-
 /* ---- the portable whole network: one image forward and backward out of caller buffers,
  * with the one-image layer bodies of layers_impl.h (also the reference the SIMD variants
  * are tested against) */
@@ -261,7 +251,7 @@ int lenet_sgd_update_isa(float *restrict p, float *restrict v, const float *rest
 
 size_t lenet_forward_workspace_size(int nthreads)
 {
-    return (size_t)clamp_threads(nthreads) * simd_thread_floats();
+    return (size_t)lenet_clamp_threads(nthreads) * simd_thread_floats();
 }
 
 /* Work item `it` of a forward: the full blocks of `lanes` images first, then the leftover
@@ -292,7 +282,7 @@ int lenet_forward_checked(float *restrict out, float *restrict acts, const lenet
     if (N < 0) return LENET_ERR_SIZE;
     if (N == 0) return LENET_OK;
     if (!out || !x || !workspace) return LENET_ERR_NULL;
-    nthreads = clamp_threads(nthreads);
+    nthreads = lenet_clamp_threads(nthreads);
     const lenet_kernels *k = lenet_kernels_for(net->isa);
     const int L = k->lanes;
     const int64_t nblocks = N / L, items = nblocks + N % L;
@@ -356,7 +346,7 @@ int lenet_grad_chunks(int64_t N)
 
 size_t lenet_grad_workspace_size(int64_t N, int nthreads)
 {
-    return (size_t)lenet_grad_chunks(N) * GRAD_STRIDE + 16 + (size_t)clamp_threads(nthreads) * simd_thread_floats();
+    return (size_t)lenet_grad_chunks(N) * GRAD_STRIDE + 16 + (size_t)lenet_clamp_threads(nthreads) * simd_thread_floats();
 }
 
 /* The SGD update applied by lenet_sgd_train_step as each tile of the gradient is summed */
@@ -378,7 +368,7 @@ static int loss_grad(float *restrict grad, const sgd_fused *upd, float *restrict
     if ((!grad && !upd) || !x || !labels || !workspace) return LENET_ERR_NULL;
     for (int64_t n = 0; n < N; n++)
         if (labels[n] < 0 || labels[n] > 9) return LENET_ERR_LABEL;
-    nthreads = clamp_threads(nthreads);
+    nthreads = lenet_clamp_threads(nthreads);
     if (workspace_floats < lenet_grad_workspace_size(N, nthreads)) return LENET_ERR_WORKSPACE;
 
     const lenet_kernels *k = lenet_kernels_for(net->isa);

@@ -125,3 +125,63 @@ cdef extern from "lenet.h" nogil:
                          const int32_t *c3_in, int head, int isa, const float *step, const float *x,
                          const int32_t *labels, const int64_t *order, int64_t N, int64_t total,
                          float *workspace, size_t workspace_floats)
+
+cdef extern from "q8.h" nogil:
+    enum:
+        LENET_ISA_AVX512VNNI
+        LENET_Q8_NW
+        LENET_Q8_NZ
+        LENET_Q8_NF
+        LENET_Q8_NQA
+        LENET_Q8_OFF_W1
+        LENET_Q8_OFF_W3
+        LENET_Q8_OFF_W5
+        LENET_Q8_OFF_W6
+        LENET_Q8_OFF_Z1
+        LENET_Q8_OFF_Z3
+        LENET_Q8_OFF_Z5
+        LENET_Q8_OFF_Z6
+        LENET_Q8_OFF_MUL1
+        LENET_Q8_OFF_B1
+        LENET_Q8_OFF_S2C
+        LENET_Q8_OFF_S2B
+        LENET_Q8_OFF_MUL3
+        LENET_Q8_OFF_B3
+        LENET_Q8_OFF_S4C
+        LENET_Q8_OFF_S4B
+        LENET_Q8_OFF_MUL5
+        LENET_Q8_OFF_B5
+        LENET_Q8_OFF_MUL6
+        LENET_Q8_OFF_B6
+        LENET_Q8_OFF_OUTW
+        LENET_Q8_OFF_OUTB
+        LENET_Q8_OFF_INV2
+        LENET_Q8_OFF_INV4
+        LENET_Q8_OFF_INV5
+        LENET_Q8_QA_C1
+        LENET_Q8_QA_C3
+        LENET_Q8_QA_C5
+        LENET_Q8_QA_F6
+        LENET_Q8_QA_IN
+        LENET_Q8_QA_S2
+        LENET_Q8_QA_S4
+        LENET_Q8_QA_C5Q
+        LENET_Q8_C5M
+        LENET_Q8_F6M
+        LENET_Q8_KROW
+
+    ctypedef struct lenet_qnet:
+        const int8_t *w
+        const int32_t *zw
+        const float *f
+        const int32_t *c3_out
+        const int32_t *c3_in
+        int head
+        int isa
+
+    int lenet_q8_compiled(int isa)
+    int lenet_q8_supported(int isa)
+    int lenet_q8_best_isa()
+    size_t lenet_q8_workspace_size(int nthreads)
+    int lenet_q8_forward(float *out, int32_t *qa, const lenet_qnet *qn, const float *x, int64_t N,
+                         int nthreads, unsigned char *workspace, size_t workspace_bytes)

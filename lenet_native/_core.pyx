@@ -21,7 +21,7 @@ from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uintptr_t
 
 from lenet_native cimport _clenet as lib
-from lenet_native._clenet cimport lenet_net
+from lenet_native._clenet cimport lenet_net, lenet_qnet
 
 
 NPARAMS = lib.LENET_NPARAMS
@@ -636,8 +636,9 @@ cdef class Net:
             fmt = view.format if view.format != NULL else b"B"
             # (N, 32, 32), (N, 1, 32, 32) or one (32, 32) image: the same bytes; aligned
             # floats only (C reads whole floats; the caller copies an unaligned buffer)
+            # (an empty buffer may sit anywhere: NumPy calls it aligned, so it is never copied)
             if (view.itemsize != 4 or fmt not in (b"f", b"@f", b"=f")
-                    or (<uintptr_t>view.buf) % sizeof(float) != 0
+                    or ((<uintptr_t>view.buf) % sizeof(float) != 0 and view.len != 0)
                     or not ((view.ndim == 3 and view.shape[1] == 32 and view.shape[2] == 32)
                             or (view.ndim == 4 and view.shape[1] == 1 and view.shape[2] == 32
                                 and view.shape[3] == 32)
@@ -811,3 +812,130 @@ def sdlm_epoch(float[::1] params not None, const int32_t[::1] c3_out not None, c
                               &order[0], N, total, &ws[0], wsz)
     _check(st, "sdlm_epoch")
     return losses_a
+
+
+# ----------------------------------------------------------------------------- int8 (csrc/q8.h)
+
+#: Sizes and offsets of the int8 network's arrays (csrc/q8.h); lenet_native.quantize packs them.
+Q8_LAYOUT = {
+    "nw": lib.LENET_Q8_NW, "nz": lib.LENET_Q8_NZ, "nf": lib.LENET_Q8_NF, "nqa": lib.LENET_Q8_NQA,
+    "krow": lib.LENET_Q8_KROW, "c5m": lib.LENET_Q8_C5M, "f6m": lib.LENET_Q8_F6M,
+    "w1": lib.LENET_Q8_OFF_W1, "w3": lib.LENET_Q8_OFF_W3, "w5": lib.LENET_Q8_OFF_W5,
+    "w6": lib.LENET_Q8_OFF_W6,
+    "z1": lib.LENET_Q8_OFF_Z1, "z3": lib.LENET_Q8_OFF_Z3, "z5": lib.LENET_Q8_OFF_Z5,
+    "z6": lib.LENET_Q8_OFF_Z6,
+    "mul1": lib.LENET_Q8_OFF_MUL1, "b1": lib.LENET_Q8_OFF_B1, "s2c": lib.LENET_Q8_OFF_S2C,
+    "s2b": lib.LENET_Q8_OFF_S2B, "mul3": lib.LENET_Q8_OFF_MUL3, "b3": lib.LENET_Q8_OFF_B3,
+    "s4c": lib.LENET_Q8_OFF_S4C, "s4b": lib.LENET_Q8_OFF_S4B, "mul5": lib.LENET_Q8_OFF_MUL5,
+    "b5": lib.LENET_Q8_OFF_B5, "mul6": lib.LENET_Q8_OFF_MUL6, "b6": lib.LENET_Q8_OFF_B6,
+    "outw": lib.LENET_Q8_OFF_OUTW, "outb": lib.LENET_Q8_OFF_OUTB, "inv2": lib.LENET_Q8_OFF_INV2,
+    "inv4": lib.LENET_Q8_OFF_INV4, "inv5": lib.LENET_Q8_OFF_INV5,
+    "qa_c1": lib.LENET_Q8_QA_C1, "qa_c3": lib.LENET_Q8_QA_C3, "qa_c5": lib.LENET_Q8_QA_C5,
+    "qa_f6": lib.LENET_Q8_QA_F6, "qa_in": lib.LENET_Q8_QA_IN, "qa_s2": lib.LENET_Q8_QA_S2,
+    "qa_s4": lib.LENET_Q8_QA_S4, "qa_c5q": lib.LENET_Q8_QA_C5Q,
+}
+
+
+def q8_compiled_isas():
+    """Names of the variants with int8 kernels built into this extension."""
+    return tuple(ISAS[i] for i in range(lib.LENET_NISA) if lib.lenet_q8_compiled(i))
+
+
+def q8_available_isas():
+    """Names of the int8 variants this CPU can run, slowest first ("portable" always)."""
+    return tuple(ISAS[i] for i in range(lib.LENET_NISA) if lib.lenet_q8_supported(i))
+
+
+def q8_best_isa():
+    """The fastest int8 variant this CPU runs (avx512vnni where the CPU has AVX512-VNNI)."""
+    return ISAS[lib.lenet_q8_best_isa()]
+
+
+cdef int _q8_isa_code(isa) except -1:
+    if isa is None:
+        return lib.lenet_q8_best_isa()
+    if not isinstance(isa, str) or isa.strip().lower() not in ISAS:
+        raise ValueError(f"isa={isa!r} is not an instruction-set variant; int8 variants: "
+                         f"{', '.join(q8_compiled_isas())}")
+    cdef int code = ISAS.index(isa.strip().lower())
+    if not lib.lenet_q8_compiled(code):
+        raise ValueError(f"isa={isa!r}: this build of lenet_native has no int8 kernels for "
+                         f"{ISAS[code]} (built: {', '.join(q8_compiled_isas())})")
+    if not lib.lenet_q8_supported(code):
+        raise ValueError(f"isa={isa!r}: this CPU does not support {ISAS[code]} "
+                         f"(int8 variants available here: {', '.join(q8_available_isas())})")
+    return code
+
+
+cdef class QNet:
+    """A handle on one int8 network (csrc/q8.h): its packed arrays, kept, and the variant.
+
+    Parameters
+    ----------
+    w : int8 (Q8_LAYOUT["nw"],), 64-byte aligned
+    zw : int32 (Q8_LAYOUT["nz"],)
+    f : float32 (Q8_LAYOUT["nf"],)
+    c3_out, c3_in : int32 (60,)
+    head : {"softmax", "rbf"}
+    isa : str, optional
+        One of q8_available_isas(); None: q8_best_isa().
+    """
+    cdef lenet_qnet qn
+    cdef const int8_t[::1] _w
+    cdef const int32_t[::1] _zw, _c3_out, _c3_in
+    cdef const float[::1] _f
+    cdef readonly object arrays, head, isa
+
+    def __init__(self, w, zw, f, c3_out, c3_in, str head, isa=None):
+        self._w, self._zw, self._f, self._c3_out, self._c3_in = w, zw, f, c3_out, c3_in
+        if (self._w.shape[0] != lib.LENET_Q8_NW or self._zw.shape[0] != lib.LENET_Q8_NZ
+                or self._f.shape[0] != lib.LENET_Q8_NF or self._c3_out.shape[0] != 60
+                or self._c3_in.shape[0] != 60):
+            raise ValueError("QNet: arrays of the wrong sizes (see Q8_LAYOUT)")
+        if (<uintptr_t>&self._w[0]) % 64 != 0:
+            raise ValueError("QNet: the int8 weights must start on a 64-byte boundary")
+        if head not in HEADS:
+            raise ValueError(f"head must be 'softmax' or 'rbf', got {head!r}")
+        self.qn.w = &self._w[0]
+        self.qn.zw = &self._zw[0]
+        self.qn.f = &self._f[0]
+        self.qn.c3_out = &self._c3_out[0]
+        self.qn.c3_in = &self._c3_in[0]
+        self.qn.head = HEADS[head]
+        self.qn.isa = _q8_isa_code(isa)
+        self.arrays = (w, zw, f, c3_out, c3_in)
+        self.head = head
+        self.isa = ISAS[self.qn.isa]
+
+    def forward(self, const float[:, :, ::1] x not None, int threads=1, bint keep=False,
+                str where="forward"):
+        """x float32 C-contiguous (N, 32, 32) -> out (N, 10) float32, or (out, qa) with
+        qa int32 (N, Q8_LAYOUT["nqa"]) if keep (the int32 sums and uint8 codes, csrc/q8.h)."""
+        cdef int64_t N = x.shape[0]
+        if x.shape[1] != 32 or x.shape[2] != 32:
+            raise ValueError(f"{where}: x must be (N, 32, 32)")
+        res = np.empty((N, 10), np.float32)
+        qa = np.empty((N, lib.LENET_Q8_NQA), np.int32) if keep else None
+        if N == 0:
+            return (res, qa) if keep else res
+        threads = _nthreads(threads)
+        cdef float[:, ::1] o = res
+        cdef int32_t[:, ::1] q
+        cdef int32_t *qp = NULL
+        if keep:
+            q = qa
+            qp = &q[0, 0]
+        cdef size_t wsz = lib.lenet_q8_workspace_size(threads)
+        sc = getattr(_tls, "q8", None)
+        if sc is None or sc.shape[0] < wsz:
+            sc = np.empty(wsz, np.uint8)
+            _tls.q8 = sc
+        cdef unsigned char[::1] scv = sc
+        cdef int st
+        with nogil:
+            st = lib.lenet_q8_forward(&o[0, 0], qp, &self.qn, &x[0, 0, 0], N, threads,
+                                      &scv[0], wsz)
+        if st == lib.LENET_ERR_NONFINITE:
+            raise ValueError(f"{where}: input contains NaN or infinity")
+        _check(st, where)
+        return (res, qa) if keep else res

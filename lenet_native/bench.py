@@ -5,9 +5,9 @@ Runtime -- all on the SAME weights in the same run, after checking that their ou
     >>> from lenet_native.bench import run_bench
     >>> print(run_bench(batches=(1, 64, 1024)))
 
-PyTorch runs an equivalent ``nn.Module`` (C3 as a masked dense convolution, the trainable
-subsampling as ``avg_pool2d * 4 * coef + bias``); ONNX Runtime runs that module exported by
-``torch.onnx.export`` or, without PyTorch, the same graph built with the ``onnx`` helper API.
+PyTorch runs the equivalent ``nn.Module`` of :func:`lenet_native.interop.to_torch`; ONNX
+Runtime runs the graph of :func:`lenet_native.interop.onnx_model` (the ``onnx`` helper API,
+no PyTorch needed).
 The command line is ``lenet-native bench`` (see add_bench_arguments / bench_main).
 """
 from __future__ import annotations
@@ -21,159 +21,19 @@ import time
 
 import numpy as np
 
-from . import _core, fileio, reference
+from . import _core, fileio, interop, reference
 from .checks import preprocess
-from .commands.options import add_head, add_threads
-from .layout import C3_TABLE
+from .commands.options import add_head, add_precision, add_threads
 from .model import LeNet5
 
-__all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "torch_module",
-           "add_bench_arguments", "bench_main"]
+__all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "add_bench_arguments",
+           "bench_main"]
 
 ENGINES = ("native", "reference", "torch", "onnxruntime")
 DEFAULT_BATCHES = (1, 64, 1024, 10000)
 
 
 # ----------------------------------------------------------------------------- engines
-
-def torch_module(state, head):
-    """A PyTorch ``nn.Module`` computing exactly the LeNet-5 of ``state``.
-
-    Parameters
-    ----------
-    state : dict
-        ``LeNet5.state_dict()`` (the layout of docs/design.md, "Parameter layout").
-    head : {"softmax", "rbf"}
-
-    Returns
-    -------
-    torch.nn.Module
-        In eval mode; C3 a dense convolution masked by Table I, the subsampling layers
-        ``avg_pool2d * 4 * coef + bias``, the rbf prototypes a buffer (not trained).
-    """
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    A, S = float(reference.A), float(reference.S)
-
-    def t(name):
-        return torch.from_numpy(np.ascontiguousarray(state[name], dtype=np.float32))
-
-    class Subsample(nn.Module):
-        """out = coef * (sum of each 2x2 block) + bias = avg_pool * 4 * coef + bias"""
-
-        def __init__(self, coef, bias):
-            super().__init__()
-            self.coef = nn.Parameter(coef.view(1, -1, 1, 1))
-            self.bias = nn.Parameter(bias.view(1, -1, 1, 1))
-
-        def forward(self, x):
-            return F.avg_pool2d(x, 2) * 4.0 * self.coef + self.bias
-
-    class LeNet5Torch(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1 = nn.Conv2d(1, 6, 5)
-            self.s2 = Subsample(t("s2.weight"), t("s2.bias"))
-            self.c3 = nn.Conv2d(6, 16, 5)
-            self.register_buffer("c3_mask", torch.from_numpy(C3_TABLE.astype(np.float32))[:, :, None, None])
-            self.s4 = Subsample(t("s4.weight"), t("s4.bias"))
-            self.c5 = nn.Conv2d(16, 120, 5)
-            self.f6 = nn.Linear(120, 84)
-            self.rbf = head == "rbf"
-            if self.rbf:
-                self.register_buffer("prototypes", t("out.prototypes"))
-            else:
-                self.out = nn.Linear(84, 10)
-            with torch.no_grad():
-                for layer in ("c1", "c3", "c5", "f6") + (() if self.rbf else ("out",)):
-                    getattr(self, layer).weight.copy_(t(layer + ".weight").view_as(getattr(self, layer).weight))
-                    getattr(self, layer).bias.copy_(t(layer + ".bias"))
-
-        def forward(self, x):
-            def f(a):
-                return A * torch.tanh(S * a)
-            x = f(self.c1(x))
-            x = f(self.s2(x))
-            x = f(F.conv2d(x, self.c3.weight * self.c3_mask, self.c3.bias))  # Table I: masked dense
-            x = f(self.s4(x))
-            x = f(self.c5(x)).flatten(1)
-            x = f(self.f6(x))
-            if self.rbf:
-                return ((x[:, None, :] - self.prototypes[None]) ** 2).sum(-1)
-            return self.out(x)
-
-    return LeNet5Torch().eval()
-
-
-def _onnx_graph_bytes(state, head):
-    """The same network as an ONNX graph built with the onnx helper API (no PyTorch)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    A, S = float(reference.A), float(reference.S)
-    inits, nodes = [], []
-
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
-        return name
-
-    def node(op, inputs, **attrs):
-        out = f"t{len(nodes)}"
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
-        return out
-
-    const("A", A), const("S", S)
-
-    def squash(x):
-        return node("Mul", [node("Tanh", [node("Mul", [x, "S"])]), "A"])
-
-    def subsample(x, layer, c):
-        pooled = node("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2])
-        coef = const(layer + ".c", 4.0 * np.asarray(state[layer + ".weight"]).reshape(1, c, 1, 1))
-        bias = const(layer + ".b", np.asarray(state[layer + ".bias"]).reshape(1, c, 1, 1))
-        return node("Add", [node("Mul", [pooled, coef]), bias])
-
-    c3w = np.asarray(state["c3.weight"]) * C3_TABLE[:, :, None, None]
-    x = squash(node("Conv", ["x", const("c1.w", state["c1.weight"]), const("c1.b", state["c1.bias"])]))
-    x = squash(subsample(x, "s2", 6))
-    x = squash(node("Conv", [x, const("c3.w", c3w), const("c3.b", state["c3.bias"])]))
-    x = squash(subsample(x, "s4", 16))
-    x = squash(node("Conv", [x, const("c5.w", state["c5.weight"]), const("c5.b", state["c5.bias"])]))
-    x = node("Flatten", [x], axis=1)
-    x = squash(node("Gemm", [x, const("f6.w", state["f6.weight"]), const("f6.b", state["f6.bias"])], transB=1))
-    if head == "rbf":
-        protos = const("protos", np.asarray(state["out.prototypes"])[None])       # (1, 10, 84)
-        axes = inits.append(numpy_helper.from_array(np.array([1], np.int64), "ax1")) or "ax1"
-        axes2 = inits.append(numpy_helper.from_array(np.array([2], np.int64), "ax2")) or "ax2"
-        diff = node("Sub", [node("Unsqueeze", [x, axes]), protos])             # (N, 10, 84)
-        y = node("ReduceSum", [node("Mul", [diff, diff]), axes2], keepdims=0)
-    else:
-        y = node("Gemm", [x, const("out.w", state["out.weight"]), const("out.b", state["out.bias"])], transB=1)
-    nodes[-1].output[0] = "y"
-    graph = helper.make_graph(
-        nodes, "lenet5", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 32, 32])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = min(model.ir_version, 9)
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def _torch_onnx_bytes(module):
-    import io
-
-    import warnings
-
-    import torch
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        torch.onnx.export(module, (torch.zeros(1, 1, 32, 32),), buf, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
-    return buf.getvalue()
-
 
 def _engine(name, model, threads):
     """(callable x (N, 32, 32) float32 -> (N, 10) float32, description) for one engine, or
@@ -194,8 +54,8 @@ def _engine(name, model, threads):
         torch = None
     if name == "torch":
         if torch is None:
-            return "skipped: PyTorch is not installed (pip install torch)"
-        module = torch_module(state, head)
+            return 'skipped: PyTorch is not installed (pip install "lenet_native[torch]")'
+        module = interop.to_torch(model).eval()
 
         def run_torch(x):
             with torch.inference_mode():
@@ -205,26 +65,20 @@ def _engine(name, model, threads):
     try:
         import onnxruntime as ort
     except ImportError:
-        return "skipped: ONNX Runtime is not installed (pip install onnxruntime onnx)"
-    how, blob = None, None
-    if torch is not None:
-        try:
-            blob, how = _torch_onnx_bytes(torch_module(state, head)), "exported by torch.onnx"
-        except Exception:  # the exporter needs `onnx` (and may change): build it ourselves
-            blob = None
-    if blob is None:
-        try:
-            blob, how = _onnx_graph_bytes(state, head), "built with onnx.helper"
-        except ImportError:
-            return "skipped: building the ONNX graph needs the onnx package"
+        return 'skipped: ONNX Runtime is not installed (pip install "lenet_native[onnx]")'
+    try:
+        blob = interop.onnx_model(model).SerializeToString()
+    except ImportError:
+        return 'skipped: building the ONNX graph needs the onnx package (pip install "lenet_native[onnx]")'
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
 
     def run_ort(x):
-        return sess.run(["y"], {"x": x.reshape(-1, 1, 32, 32)})[0]
-    return (run_ort, f"ONNX Runtime {ort.__version__} ({how}), {threads} thread(s)")
+        return sess.run([interop.OUTPUT_NAME], {interop.INPUT_NAME: x.reshape(-1, 1, 32, 32)})[0]
+    return (run_ort, f"ONNX Runtime {ort.__version__} (lenet_native.interop's graph), "
+                     f"{threads} thread(s)")
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -272,7 +126,8 @@ def measure(batches=DEFAULT_BATCHES, threads=None, engines=ENGINES, head="softma
     return rows, notes
 
 
-def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scaling=False):
+def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scaling=False,
+             precision="fp32"):
     """measure()'s (rows, notes), then with scaling=True the native thread scaling
     (measure_scaling) at the largest batch up to 1024, taken right after native's timings,
     before any other engine has run (None with one thread or without native), and the
@@ -319,8 +174,29 @@ def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scal
             scaled = _scaling(model, x[:scaling_batch], min_time, max_reps)
         del fn, entry
         gc.collect()   # an ONNX Runtime session joins its threads when it goes
-    rows.sort(key=lambda r: (r["batch"], ENGINES.index(r["engine"])))
+    if precision == "int8":
+        rows += _int8_rows(model, x, batches, notes, min_time, max_reps)
+    order = ENGINES + ("native-int8",)
+    rows.sort(key=lambda r: (r["batch"], order.index(r["engine"])))
     return rows, notes, scaled, threads
+
+
+def _int8_rows(model, x, batches, notes, min_time, max_reps):
+    """Rows of engine "native-int8" (lenet_native.quantize), each batch timed interleaved
+    with fp32 native, the ratio in the notes."""
+    from .quantize import quantize
+    q = quantize(model)
+    agree = float((q.forward(x[:256]).argmax(1) == model.forward(x[:256]).argmax(1)).mean())
+    notes.append(f"native-int8: C kernels, int8 {q.isa}, {q.threads} thread(s); the same class "
+                 f"as fp32 native on {100 * agree:.1f}% of 256 inputs")
+    rows = []
+    for b in batches:
+        (t32, t8), reps = _time_interleaved([model.forward, q.forward], x[:b], min_time, max_reps)
+        rows.append({"engine": "native-int8", "batch": b, "images_per_s": b / t8,
+                     "us_per_image": t8 / b * 1e6, "reps": reps})
+        notes.append(f"int8 / fp32 native at batch {b}: {t32 / t8:.2f}x (calls interleaved, "
+                     f"medians of {reps} rounds)")
+    return rows
 
 
 PASSIVE_TORCH_NOTE = ("torch: OMP_WAIT_POLICY=PASSIVE holds for PyTorch's threads too (one "
@@ -376,12 +252,14 @@ def _chart(rows, path, threads):
 
 
 def run_bench(batches=DEFAULT_BATCHES, threads=None, json=False, chart=None, engines=ENGINES,
-              head="softmax", seed=0, min_time=0.3):
+              head="softmax", seed=0, min_time=0.3, precision="fp32"):
     """Measure every engine at every batch size; return a table (or, with json=True, a JSON
     document) of images/s and us/image. chart: a PNG path for throughput vs batch size
-    (needs matplotlib). Engines that are not installed are skipped, and the output says so."""
+    (needs matplotlib). Engines that are not installed are skipped, and the output says so.
+    precision="int8" adds the int8 model (engine "native-int8"), timed interleaved with fp32
+    native."""
     rows, notes, scaling, threads = _measure(batches, threads, engines, head, seed, min_time,
-                                             scaling=True)
+                                             scaling=True, precision=precision)
     if scaling is not None:
         # the thread-scaling question, asked interleaved
         notes.append(f"native scaling at batch {scaling['batch']}: {threads} threads "
@@ -409,6 +287,8 @@ def add_bench_arguments(parser):
                         help="comma-separated, from: " + ", ".join(ENGINES) + " (default: all; "
                              "torch and onnxruntime are skipped when not installed)")
     add_head(parser)
+    add_precision(parser, help="int8: also time the int8 model (lenet_native.quantize), "
+                               "interleaved with fp32 native")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--chart", metavar="PNG", default=None,
                         help="write a chart of throughput vs batch size (needs matplotlib)")
@@ -429,7 +309,8 @@ def bench_main(args):
                                  f"(give comma-separated batch sizes, e.g. 1,64,1024)") from None
     engines = [e.strip() for e in str(args.engines).split(",") if e.strip()]
     print(run_bench(batches=batches, threads=args.threads, json=args.json, chart=args.chart,
-                    engines=engines, head=args.head, min_time=args.min_time))
+                    engines=engines, head=args.head, min_time=args.min_time,
+                    precision=args.precision))
     return 0
 
 

@@ -6,6 +6,8 @@
     lenet-native demo [--data DIR] [--weights MODEL.npz | --head softmax|rbf]
     lenet-native predict FILE... [--weights MODEL.npz | --head softmax|rbf] [--show]
     lenet-native bench [--batches 1,64,1024] [--engines native,reference,torch,onnxruntime]
+    lenet-native export (--pretrained HEAD | --weights MODEL.npz) DEST.onnx|DEST.npz
+    lenet-native show WHAT --out FILE [FILE...] [--index I] [--weights MODEL.npz | --head H]
 
 ``lenet-native --help`` lists the commands, ``lenet-native COMMAND --help`` their options.
 MNIST is found with ``--data DIR``, else in $LENET_NATIVE_DATA, else in the download
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import __version__, bench, demo
-from .commands import evaluate, predict, summary
+from .commands import evaluate, export, predict, show, summary
 from .commands import train as train_command
 from .commands.options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, PROG, CommandError
 
@@ -66,6 +68,10 @@ COMMANDS = {
                        predict.add_arguments, predict.run),
     "bench": Command("images/s of native, the NumPy reference, and PyTorch / ONNX Runtime "
                      "if installed", bench.add_bench_arguments, bench.bench_main),
+    "export": Command("write a model in the format DEST's suffix names (.npz, .onnx)",
+                      export.add_arguments, export.run),
+    "show": Command("draw a figure (activations, kernels, table, prototypes, errors, confusion, "
+                    "history) to PNG/SVG/PDF; needs matplotlib", show.add_arguments, show.run),
 }
 
 

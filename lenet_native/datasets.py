@@ -29,6 +29,7 @@ import numpy as np
 
 from . import fileio
 from .idx import CHUNK, GZIP_MAGIC, open_for_reading, read_idx
+from .idx import open_idx  # noqa: F401  (also lenet_native.datasets.open_idx, as issue 17 names it)
 
 __all__ = [
     "MNIST_FILES",

@@ -19,12 +19,13 @@ from importlib import resources
 import numpy as np
 
 from .checks import preprocess
-from .commands.options import add_data, add_head, add_threads, add_weights
+from .commands.options import add_data, add_figure, add_head, add_threads, add_weights
 from .datasets import load_mnist
 from .pretrained import load_model
 from .terminal import draw_digits
 
-__all__ = ["load_sample", "add_demo_arguments", "demo_main", "draw_digits", "SAMPLE_FILE"]
+__all__ = ["load_sample", "load_test_digits", "add_demo_arguments", "demo_main", "draw_digits",
+           "SAMPLE_FILE"]
 
 SAMPLE_FILE = "mnist_sample.npz"
 
@@ -42,6 +43,27 @@ def load_sample():
     return images, labels
 
 
+def load_test_digits(data=None):
+    """MNIST test digits: the test set in folder ``data``, or without it the sample shipped
+    with the package.
+
+    Parameters
+    ----------
+    data : str, optional
+        A folder holding the MNIST IDX files (``--data``).
+
+    Returns
+    -------
+    (images, labels, where)
+        uint8 (N, 28, 28), uint8 (N,), and a phrase naming the source for messages.
+    """
+    if data:
+        images, labels = load_mnist(data, split="test")
+        return images, labels, f"the MNIST test set in {data}"
+    images, labels = load_sample()
+    return images, labels, "the MNIST test digits shipped with lenet_native"
+
+
 def add_demo_arguments(parser) -> None:
     """The options of ``lenet-native demo``."""
     add_data(parser, help="evaluate on the full MNIST test set in DIR (the IDX files) instead "
@@ -55,6 +77,9 @@ def add_demo_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=25, metavar="N",
                         help="repeats of the single-image timing (median; default 25)")
     add_threads(parser)
+    add_figure(parser, "--plot", help="also save the first digit's trip through the network "
+                                      "(C1 .. OUTPUT, as the paper's Fig. 13) to FILE "
+                                      "(.png/.svg/.pdf; needs matplotlib)")
 
 
 def _time(fn, repeats, budget):
@@ -86,6 +111,10 @@ def demo_main(args, out=None) -> int:
     """Run the demo; returns the exit code (0)."""
     out = sys.stdout if out is None else out
     t_start = time.perf_counter()
+    plot = getattr(args, "plot", None)
+    if plot:  # a bad file name or missing matplotlib fails before the demo runs
+        from .plots import check_output
+        check_output(plot)
     threads = getattr(args, "threads", None)
     head = getattr(args, "head", "softmax")
     weights = getattr(args, "weights", None)
@@ -95,13 +124,7 @@ def demo_main(args, out=None) -> int:
     prov = _provenance(model)
     print(title + (f": {prov}" if prov else ""), file=out)
 
-    data = getattr(args, "data", None)
-    if data:
-        images, labels = load_mnist(data, split="test")
-        where = f"the MNIST test set in {data}"
-    else:
-        images, labels = load_sample()
-        where = "the MNIST test digits shipped with lenet_native"
+    images, labels, where = load_test_digits(getattr(args, "data", None))
     t0 = time.perf_counter()
     proba = model.predict_proba(images)
     t_eval = time.perf_counter() - t0
@@ -124,6 +147,11 @@ def demo_main(args, out=None) -> int:
             captions.append(f"#{i}: {pred[i]} ({p:.0f}%) true {labels[i]}{mark}")
         print("", file=out)
         print(draw_digits(images[picks], captions), file=out)
+
+    if plot:
+        from .plots import activations, save
+        save(activations(model, images[0], label=labels[0]), plot)
+        print(f"\nsaved {plot}: digit #0 through C1 .. OUTPUT", file=out)
 
     if not getattr(args, "no_speed", False):
         repeats = max(1, int(getattr(args, "repeats", 25) or 1))

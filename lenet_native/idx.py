@@ -22,7 +22,7 @@ import numpy as np
 
 from . import fileio
 
-__all__ = ["read_idx", "write_idx", "open_for_reading", "DTYPE_CODES", "GZIP_MAGIC", "CHUNK"]
+__all__ = ["read_idx", "open_idx", "write_idx", "open_for_reading", "DTYPE_CODES", "GZIP_MAGIC", "CHUNK"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -131,7 +131,9 @@ def _trailing(n: int) -> str:
     return f"{n} trailing byte{'' if n == 1 else 's'}"
 
 
-def _read_raw(f, name: str, hint: str) -> np.ndarray:
+def _raw_header(f, name: str, hint: str):
+    """Header of an uncompressed IDX file, checked against the file's real size:
+    (dtype, dims, header length, data bytes)."""
     dtype, dims, header_len = _parse_header(f, name, hint)
     expected = _prod(dims) * dtype.itemsize
     have = os.fstat(f.fileno()).st_size - header_len
@@ -142,6 +144,11 @@ def _read_raw(f, name: str, hint: str) -> np.ndarray:
         raise _size_error(
             name, _trailing(have - expected), dims, dtype, header_len, have, False
         )
+    return dtype, dims, header_len, expected
+
+
+def _read_raw(f, name: str, hint: str) -> np.ndarray:
+    dtype, dims, header_len, expected = _raw_header(f, name, hint)
     buf = bytearray(expected)
     view = memoryview(buf)
     got = 0
@@ -238,9 +245,52 @@ def read_idx(path) -> np.ndarray:
             f.seek(0)
             return _read_gzip(f, name)
         f.seek(0)
-        hint = " (the name ends in .gz but the content is not gzip-compressed)" if (
-            name.endswith(".gz")) else ""
-        return _read_raw(f, name, hint)
+        return _read_raw(f, name, _gz_hint(name))
+
+
+def _gz_hint(name: str) -> str:
+    return (" (the name ends in .gz but the content is not gzip-compressed)"
+            if name.endswith(".gz") else "")
+
+
+def open_idx(path) -> np.ndarray:
+    """A read-only memory-mapped view of an uncompressed IDX file.
+
+    Nothing is read until the view is indexed, so a file larger than memory can be scored
+    a slice at a time (:func:`lenet_native.dask.open_idx_dask` gives a dask array over it).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An uncompressed IDX file.
+
+    Returns
+    -------
+    numpy.memmap
+        The file's shape; multi-byte types keep the file's big-endian dtype (the values
+        are right; ``astype`` converts). A file of zero items gives an empty ndarray.
+
+    Raises
+    ------
+    ValueError
+        The header and the file size are checked exactly as :func:`read_idx` checks them,
+        naming the file; a gzip-compressed file cannot be mapped (decompress it, or use
+        ``read_idx``).
+    FileNotFoundError
+        If the file is missing.
+    """
+    path = Path(path)
+    name = str(path)
+    with open_for_reading(path) as f:
+        if f.read(2) == GZIP_MAGIC:
+            raise ValueError(f"{name}: gzip-compressed; only an uncompressed IDX file can be "
+                             f"memory-mapped (decompress it with gunzip -k, or use read_idx)")
+        f.seek(0)
+        dtype, dims, header_len, expected = _raw_header(f, name, _gz_hint(name))
+        if expected == 0:  # mmap cannot map zero bytes
+            return np.zeros(dims, dtype)
+        return np.memmap(f, dtype=dtype.newbyteorder(">"), mode="r", offset=header_len,
+                         shape=tuple(dims))
 
 
 def write_idx(path, array) -> None:

@@ -68,6 +68,13 @@ class LeNet5:
         self._flat = self._init_params(np.random.default_rng(seed),
                                        check_choice("init", init, INITS))
 
+    def __getstate__(self):
+        # pickled by its weights (head, threads, meta, the parameter vector, about 240 KB):
+        # the native handle is rebuilt on first use where the copy lands (a dask worker)
+        state = dict(self.__dict__)
+        state.pop("_net_handle", None)
+        return state
+
     def __setstate__(self, state):
         # an unpickled array lies wherever the allocator put it: back into a placed vector
         # (copy.copy hands over the original's array, placed already, and keeps sharing it)
@@ -148,7 +155,7 @@ class LeNet5:
         return f"LeNet5(head={self.head!r}, threads={self.threads})"
 
     @classmethod
-    def pretrained(cls, head: str = "softmax", threads=None) -> "LeNet5":
+    def pretrained(cls, head: str = "softmax", threads=None, precision: str = "fp32"):
         """The LeNet-5 shipped with the package.
 
         Trained by the project's own trainer with the paper's distortions; its ``meta``
@@ -158,14 +165,36 @@ class LeNet5:
         ----------
         head : {"softmax", "rbf"}
         threads : int, optional
+        precision : {"fp32", "int8"}
+            "int8": the model quantized on the shipped calibration digits
+            (:meth:`quantize`), a ``lenet_native.quantize.QuantizedLeNet5``.
 
         Raises
         ------
         ValueError
             Naming the head, if this installation ships no weights for it.
         """
+        check_choice("precision", precision, ("fp32", "int8"))
         with pretrained_path(head) as path:
-            return cls.load(path, threads=threads)
+            model = cls.load(path, threads=threads)
+        return model if precision == "fp32" else model.quantize(precision=precision)
+
+    def quantize(self, calibration_images=None, precision: str = "int8"):
+        """An int8 copy for inference: ``lenet_native.quantize.quantize(self, ...)``.
+
+        Parameters
+        ----------
+        calibration_images : array_like, optional
+            uint8 (N, 28, 28) digits or preprocessed (N, 32, 32) input; default the 1,000
+            MNIST training digits shipped for calibration.
+        precision : {"int8"}
+
+        Returns
+        -------
+        lenet_native.quantize.QuantizedLeNet5
+        """
+        from .quantize import quantize   # quantize.py never imports this module: no cycle
+        return quantize(self, calibration_images, precision)
 
     # -- computing -----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from .checks import check_choice
 from .layout import C3_TABLE, HEAD_KEYS, HEADS, PROTOTYPES_SHAPE, SHAPES, TRUNK_KEYS
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ACTIVATION", "read_weights", "write_weights",
-           "validate_state", "weight_file_name", "pretrained_resource", "available_heads",
+           "validate_state", "read_archive", "weight_file_name", "pretrained_resource", "available_heads",
            "pretrained_path"]
 
 FORMAT_NAME = "lenet_native.lenet5"
@@ -115,27 +115,24 @@ def validate_state(state: dict, head: str, source: str) -> None:
         raise ValueError(f"{source}: array 'out.prototypes' must hold only +1 and -1")
 
 
-def read_weights(path):
-    """Read and validate a weight file.
+def read_archive(path):
+    """Read a .npz weight archive of any precision: its arrays and its JSON meta.
 
-    Parameters
-    ----------
-    path : str or os.PathLike
+    Checks everything but the arrays' names and shapes: a zip of .npy arrays, no object
+    array (refused unread, never unpickled), sizes that match, a "meta" JSON object with
+    ``format`` FORMAT_NAME and ``version`` FORMAT_VERSION. :func:`read_weights` (fp32) and
+    ``lenet_native.quantize`` (int8) validate the arrays.
 
     Returns
     -------
     state : dict
-        name -> array (validated by :func:`validate_state`; "c3.table" included).
+        name -> array (without "meta").
     meta : dict
-        The JSON meta (``format``, ``version``, ``head`` and whatever the writer added).
 
     Raises
     ------
-    FileNotFoundError
-        If there is no such file.
-    ValueError
-        Naming the file (and the array) if it is not a valid weight file. An object array
-        is refused unread: loading it would need pickle.
+    FileNotFoundError, ValueError
+        Naming the file.
     """
     path = Path(path)
     if not path.exists():
@@ -198,6 +195,36 @@ def read_weights(path):
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path}: meta version {meta.get('version')!r} is not supported "
                          f"(this lenet_native reads version {FORMAT_VERSION})")
+    return state, meta
+
+
+def read_weights(path):
+    """Read and validate a weight file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    state : dict
+        name -> array (validated by :func:`validate_state`; "c3.table" included).
+    meta : dict
+        The JSON meta (``format``, ``version``, ``head`` and whatever the writer added).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        Naming the file (and the array) if it is not a valid weight file. An object array
+        is refused unread: loading it would need pickle.
+    """
+    state, meta = read_archive(path)
+    precision = meta.get("precision", "fp32")
+    if precision != "fp32":
+        raise ValueError(f"{path}: a {precision!r} weight file; load it with "
+                         f"lenet_native.quantize.QuantizedLeNet5.load")
     head = meta.get("head")
     if head not in HEADS:
         raise ValueError(f"{path}: meta head is {head!r}, expected {' or '.join(map(repr, HEADS))}")

@@ -1,5 +1,5 @@
 """Every instruction-set variant of the whole-network kernels (portable C, AVX2+FMA,
-AVX-512, generic 128-bit vectors; see csrc/simd_net.c) that this CPU can run, against the NumPy reference; results
+AVX-512, generic 128-bit vectors; see csrc/simd_forward.c, simd_grad.c, simd_sdlm.c) that this CPU can run, against the NumPy reference; results
 independent of the thread count and of the batch an image comes in; and the errors for a
 variant that does not exist or that this CPU cannot run."""
 import os

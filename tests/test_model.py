@@ -461,3 +461,11 @@ def test_one_32x32_image_is_a_batch_of_one():
     assert model._native_net().forward(x[0], 1) is not None   # the zero-copy path takes it
     np.testing.assert_array_equal(model.forward(x[0]), want)
     np.testing.assert_array_equal(model.forward(x[0].astype(np.float64)), want)
+
+
+def test_forward_of_an_empty_unaligned_batch_is_an_empty_result():
+    # an empty view at an odd address: NumPy calls it aligned, so it is never copied
+    raw = np.zeros(4 * 32 * 32 + 1, np.uint8)[1:1]
+    x = np.frombuffer(raw, np.float32).reshape(0, 32, 32)
+    out = ln.LeNet5(head="softmax", seed=0).forward(x)
+    assert out.shape == (0, 10) and out.dtype == np.float32

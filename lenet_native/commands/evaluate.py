@@ -1,22 +1,46 @@
 """``lenet-native eval MODEL.npz``: the error rate of a weight file on an MNIST split."""
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
 from ..model import LeNet5
 from ..training import evaluate
-from .options import add_data, add_threads, load_split, positive_int
+from ..weights import read_archive
+from .options import add_data, add_precision, add_threads, load_split, positive_int
 
 
 def add_arguments(parser) -> None:
-    """MODEL.npz, ``--data``, ``--split``, ``--threads``, ``--batch-size``."""
-    parser.add_argument("model", metavar="MODEL.npz", help="weight file")
+    """MODEL.npz, ``--data``, ``--split``, ``--threads``, ``--batch-size``, ``--precision``."""
+    parser.add_argument("model", metavar="MODEL.npz", help="weight file (fp32, or int8 from "
+                                                           "lenet_native.quantize)")
     add_data(parser)
     parser.add_argument("--split", choices=("train", "test"), default="test", help="default test")
     add_threads(parser)
     parser.add_argument("--batch-size", type=positive_int, default=2000)
+    add_precision(parser, help="int8: quantize the fp32 model on the shipped calibration "
+                               "digits first (an int8 file is always evaluated as int8)")
 
 
 def run(args) -> int:
     """Print the error rate, the loss and the speed of ``args.model`` on ``args.split``."""
+    _, meta = read_archive(args.model)
+    if meta.get("precision", "fp32") == "int8" or args.precision == "int8":
+        from ..quantize import QuantizedLeNet5
+        if meta.get("precision", "fp32") == "int8":
+            q = QuantizedLeNet5.load(args.model, threads=args.threads)
+        else:
+            q = LeNet5.load(args.model, threads=args.threads).quantize()
+        x, y = load_split(args.data, args.split)
+        t = time.perf_counter()
+        pred = np.concatenate([q.predict(x[i:i + args.batch_size])
+                               for i in range(0, len(x), args.batch_size)] or [np.zeros(0, np.int64)])
+        sec = time.perf_counter() - t
+        wrong = int((pred != y).sum())
+        print(f"{args.split} error {100 * wrong / max(len(y), 1):.2f}% ({wrong}/{len(y)} wrong)  "
+              f"n={len(y)}  {len(y) / max(sec, 1e-9):.0f} images/s  ({q.head} head, int8 {q.isa})")
+        return 0
     model = LeNet5.load(args.model, threads=args.threads)
     x, y = load_split(args.data, args.split)
     r = evaluate(model, x, y, batch_size=args.batch_size)

@@ -10,6 +10,8 @@ parsed and validated the same way everywhere:
                   that need MNIST, None searches $LENET_NATIVE_DATA, then the download
                   cache: ``datasets.find_mnist``)
 ``--weights F``   a .npz weight file instead of the shipped pretrained model
+``--out FILE``    (or another flag) a figure file, .png/.svg/.pdf (lenet_native.plots)
+``--precision P`` fp32 (default) or int8 (the model quantized, lenet_native.quantize)
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from ..layout import HEADS
 
 __all__ = ["PROG", "EXIT_OK", "EXIT_ERROR", "EXIT_INTERRUPTED", "CommandError", "int_in",
            "positive_int", "nonnegative_int", "thread_count", "finite_float", "add_threads",
-           "add_head", "add_data", "add_weights", "load_split"]
+           "add_head", "add_data", "add_weights", "add_figure", "add_precision", "load_split"]
 
 
 PROG = "lenet-native"
@@ -100,6 +102,12 @@ def add_head(parser, help: str = "output layer: softmax (default) or rbf (the pa
     parser.add_argument("--head", choices=HEADS, default="softmax", help=help)
 
 
+def add_precision(parser, help: str = "fp32 (default) or int8: the model quantized on the "
+                                        "shipped calibration digits") -> None:
+    """``--precision {fp32,int8}``, default fp32."""
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help=help)
+
+
 def add_data(parser, help: str = DATA_HELP) -> None:
     """``--data DIR``, default None (what None means is the command's: see the module
     docstring)."""
@@ -109,6 +117,17 @@ def add_data(parser, help: str = DATA_HELP) -> None:
 def add_weights(parser, help: str) -> None:
     """``--weights MODEL.npz``, default None (the shipped pretrained model)."""
     parser.add_argument("--weights", metavar="MODEL.npz", default=None, help=help)
+
+
+FIGURE_HELP = "the figure file: .png, .svg or .pdf by its suffix (needs matplotlib)"
+
+
+def add_figure(parser, flag: str = "--out", help: str = FIGURE_HELP,
+               required: bool = False) -> None:
+    """``--out FILE`` (or ``flag``): a figure file, default None. Its suffix and folder are
+    checked when the command runs (lenet_native.plots.check_output), so a bad name is
+    reported as one error line like every other user error."""
+    parser.add_argument(flag, metavar="FILE", default=None, required=required, help=help)
 
 
 def load_split(data, split, limit=None):
