@@ -25,7 +25,8 @@ import tempfile
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CSRC = ["csrc/layers.c", "csrc/network.c", "csrc/isa.c", "csrc/warp.c", "csrc/q8.c"]
+CSRC = ["csrc/layers.c", "csrc/network.c", "csrc/isa.c", "csrc/warp.c", "csrc/q8.c",
+        "csrc/digits.c"]
 # compiled once per SIMD variant (csrc/simd_net.h)
 SIMD_SOURCES = ["csrc/simd_forward.c", "csrc/simd_grad.c", "csrc/simd_sdlm.c"]
 # variant -> (macro selecting it inside csrc/simd_net.h, extra compiler flags)

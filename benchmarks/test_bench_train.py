@@ -17,6 +17,8 @@ from lenet_native.bench import omp_wait_policy
 from lenet_native.interop import to_torch
 from lenet_native.layout import C3_IN, C3_OUT, param_vector, trainable_mask
 
+from conftest import torch_epoch as torch_sgd_epoch
+
 THREADS = 2
 BATCH = 64
 EPOCH_ROUNDS = 3   # alternating torch / native epochs in test_sgd_epoch_native_vs_torch
@@ -210,14 +212,7 @@ def test_sgd_epoch_native_vs_torch(benchmark, mnist_path):
     xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(ytr.astype(np.int64))
 
     def torch_epoch():
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(xt))
-        for lo in range(0, len(xt), BATCH):
-            idx = perm[lo:lo + BATCH]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-        return time.perf_counter() - t0
+        return torch_sgd_epoch(torch, net, opt, xt, yt, BATCH)
 
     def native_epoch():
         return train(model, x, ytr, epochs=1, lr=0.01, threads=THREADS, progress=False)[0]["seconds"]

@@ -313,6 +313,20 @@ int lenet_warp_rows_forward(float *restrict out,      /* out: (N, H, W) */
                             const float *restrict offx, const float *restrict offy, /* (N,) each */
                             float background, int64_t N, int H, int W, float *restrict workspace);
 
+/* ================================ input ================================================ */
+
+/* Network input from raw MNIST digits: out[b] = digits[index[b]] padded with 2 px of
+ * background to 32x32 and mapped p -> (float)p * (float)(1.275 / 255) - 0.1f (the bits of
+ * lenet_native.preprocess; background -0.1f). With shift, digit b is placed at row
+ * 2 + shift[2b], column 2 + shift[2b + 1] of the frame instead of (2, 2): a translation of
+ * up to 2 px that never crops. LENET_ERR_ARG if an index is outside [0, N) or a shift
+ * outside [-2, 2] (nothing is written then). */
+int lenet_digits_gather(float *restrict out,            /* out:    (B, 32, 32) written whole */
+                        const uint8_t *restrict digits, /* digits: (N, 28, 28) 0 = background, 255 = ink */
+                        const int64_t *restrict index,  /* index:  (B,) rows of digits; NULL = 0..B-1 (B <= N) */
+                        const int8_t *restrict shift,   /* shift:  (B, 2) (dy, dx) in [-2, 2]; NULL = none */
+                        int64_t B, int64_t N);
+
 /* ================================ optimisers ========================================== */
 
 /* SGD with momentum and L2 weight decay, element-wise over the flat vector:

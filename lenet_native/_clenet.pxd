@@ -74,6 +74,8 @@ cdef extern from "lenet.h" nogil:
                                   const float *inp, const float *coef, int64_t N, int C, int H, int W)
     int lenet_squash_forward(float *out, const float *inp, int64_t n)
     int lenet_squash_forward_isa(float *out, const float *inp, int64_t n, int isa)
+    int lenet_digits_gather(float *out, const uint8_t *digits, const int64_t *index,
+                            const int8_t *shift, int64_t B, int64_t N)
     int lenet_warp_rows_forward(float *out, const float *inp, const float *ax, const float *axy,
                                 const float *ayy, const float *offx, const float *offy,
                                 float background, int64_t N, int H, int W, float *workspace)

@@ -468,6 +468,45 @@ def loss_forward_backward(str head, const float[:, ::1] y not None, const int32_
     return losses_a, dy_a
 
 
+def gather_digits(const uint8_t[:, :, ::1] digits not None, index=None, shift=None, out=None):
+    """Network input (B, 32, 32) float32 from raw MNIST digits (N, 28, 28) uint8, without a
+    float copy of the whole set: the rows ``index`` (int64 (B,); None = all N rows), each
+    padded and normalised with the bits of model.preprocess (csrc/digits.c), or placed
+    ``shift`` (int8 (B, 2): (dy, dx) in [-2, 2]) pixels off centre. ``out``: None, or a
+    C-contiguous float32 (B, 32, 32) array filled in place and returned."""
+    if digits.shape[1] != 28 or digits.shape[2] != 28:
+        raise ValueError(f"gather_digits: digits must be (N, 28, 28); got {tuple(digits.shape)[:3]}")
+    cdef int64_t N = digits.shape[0]
+    cdef int64_t B = N
+    cdef const int64_t[::1] idx
+    cdef const int8_t[:, ::1] sh
+    cdef const int64_t *pidx = NULL
+    cdef const int8_t *psh = NULL
+    if index is not None:
+        idx = index
+        B = idx.shape[0]
+        if B:
+            pidx = &idx[0]
+    if shift is not None:
+        sh = shift
+        if sh.shape[0] != B or sh.shape[1] != 2:
+            raise ValueError(f"gather_digits: shift must be ({B}, 2); got {tuple(sh.shape)[:2]}")
+        if B:
+            psh = &sh[0, 0]
+    res = _out(out, (B, 32, 32))
+    if B == 0:
+        return res
+    cdef float[:, :, ::1] o = res
+    cdef const uint8_t *pd = &digits[0, 0, 0] if N else NULL
+    cdef int st
+    with nogil:
+        st = lib.lenet_digits_gather(&o[0, 0, 0], pd, pidx, psh, B, N)
+    if st == lib.LENET_ERR_ARG:
+        raise ValueError(f"gather_digits: an index is outside [0, {N}) or a shift outside [-2, 2]")
+    _check(st, "gather_digits")
+    return res
+
+
 def warp_rows(const float[:, :, ::1] x not None, const float[::1] ax not None,
               const float[::1] axy not None, const float[::1] ayy not None,
               const float[::1] offx not None, const float[::1] offy not None, float background):

@@ -12,6 +12,16 @@ from pathlib import Path
 __all__ = ["atomic_write"]
 
 
+def _test_delay() -> None:
+    """A test hook: $LENET_NATIVE_TEST_WRITE_DELAY seconds of sleep between the complete
+    temporary file and its rename, so a test can kill a process in the middle of a write
+    (tests/test_kill_resume.py). Unset (always, outside those tests): nothing."""
+    delay = os.environ.get("LENET_NATIVE_TEST_WRITE_DELAY")
+    if delay:
+        import time
+        time.sleep(float(delay))
+
+
 def atomic_write(path, write) -> None:
     """Write a file atomically.
 
@@ -46,6 +56,7 @@ def atomic_write(path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        _test_delay()
         try:
             mode = os.stat(path).st_mode & 0o777
         except OSError:

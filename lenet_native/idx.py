@@ -41,6 +41,8 @@ _CODES_TEXT = ", ".join(f"0x{c:02X} {dt.name}" for c, dt in DTYPE_CODES.items())
 _MAX_NDIM = 4
 _MAX_DIM = 2**31 - 1  # sizes are 32-bit integers; a set top bit would be negative
 CHUNK = 1 << 20  # bytes read at a time
+# gzip files claiming at most this many bytes are decompressed straight into one buffer
+PREALLOCATE = 1 << 28
 
 
 def _describe(dims, dtype) -> str:
@@ -167,7 +169,31 @@ def _read_gzip(f, name: str) -> np.ndarray:
         with gzip.GzipFile(fileobj=f, mode="rb") as g:
             dtype, dims, header_len = _parse_header(g, name, "")
             expected = _prod(dims) * dtype.itemsize
-            # Never allocate what the header claims: read what is really
+            if expected <= PREALLOCATE:
+                # A claim this size (MNIST's 47 MB) is allocated once and decompressed into
+                # in place: no growing buffer, no copy (peak: the array itself).
+                buf = bytearray(expected)
+                view = memoryview(buf)
+                got = 0
+                while got < expected:
+                    n = g.readinto(view[got:got + CHUNK])
+                    if not n:
+                        break
+                    got += n
+                view.release()
+                if got < expected:
+                    raise _size_error(name, "truncated", dims, dtype, header_len, got, True)
+                extra = len(g.read(1))
+                if extra:
+                    while True:
+                        chunk = g.read(CHUNK)
+                        if not chunk:
+                            break
+                        extra += len(chunk)
+                    raise _size_error(name, _trailing(extra), dims, dtype, header_len,
+                                      expected + extra, True)
+                return _to_array(buf, dtype, dims)
+            # A larger claim is never allocated up front: read what is really
             # there, one chunk at a time, stopping one byte past the claim.
             buf = bytearray()
             limit = expected + 1

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _core
 from . import checkpoint as ckpt
-from .checks import as_images, as_labels, check_int, check_real, check_threads
+from .checks import as_input, as_labels, check_int, check_real, check_threads, to_array
 from .layout import C3_IN, C3_OUT, param_vector, trainable_mask
 from .model import LeNet5
 
@@ -35,7 +35,7 @@ __all__ = ["train", "evaluate", "History", "lr_factor",
            "OPTIMIZERS", "SCHEDULES", "DEFAULT_LR", "DEFAULT_MU", "PAPER_ETA", "PAPER_MU"]
 
 OPTIMIZERS = ("sgd", "sdlm")
-SCHEDULES = ("constant", "step", "cosine", "paper")
+SCHEDULES = ("constant", "step", "cosine", "paper", "linear")
 
 # Base learning rates (lr of the first epoch), chosen by experiment on the full MNIST
 # (see the train() docstring). For SDLM, "lr" is eta of passes 1-2: the paper's 0.0005.
@@ -81,7 +81,9 @@ def lr_factor(schedule, epoch: int, epochs: int) -> float:
 
     constant: 1.  step: 1, then x0.1 from 50% of the epochs and x0.01 from 75%.
     cosine: 0.5 (1 + cos(pi epoch / epochs)).  paper: the ratios of the paper's SDLM
-    eta table (1, 1, .4, .4, .4, .2, .2, .2, .1 x4, .02 after).  A callable is called as
+    eta table (1, 1, .4, .4, .4, .2, .2, .2, .1 x4, .02 after).  linear: 1 - epoch / epochs
+    (the factor at the epoch's start: sgd applies "linear" per step, see
+    :func:`linear_step_factor`).  A callable is called as
     ``schedule(epoch, epochs)`` and must return a positive finite number.
     """
     if callable(schedule):
@@ -98,8 +100,19 @@ def lr_factor(schedule, epoch: int, epochs: int) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
     if schedule == "paper":
         return PAPER_ETA[min(epoch, len(PAPER_ETA) - 1)] / PAPER_ETA[0]
+    if schedule == "linear":
+        return 1.0 - epoch / epochs
     raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, SCHEDULES))} or a "
                      f"callable (epoch, epochs) -> factor; got {schedule!r}")
+
+
+def linear_step_factor(step: int, steps: int, warmup: int) -> float:
+    """The "linear" schedule per SGD step: ``(step + 1) / warmup`` for the first ``warmup``
+    steps (a linear warm-up), then ``(steps - step) / (steps - warmup)``, down to
+    ``1 / (steps - warmup)`` at the last step (0-based ``step`` of ``steps``)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return (steps - step) / (steps - warmup)
 
 
 def evaluate(model, images, labels, batch_size: int = EVAL_BATCH, threads=None) -> dict:
@@ -125,7 +138,7 @@ def evaluate(model, images, labels, batch_size: int = EVAL_BATCH, threads=None) 
     """
     if not isinstance(model, LeNet5):
         raise TypeError(f"evaluate: model must be a LeNet5, got {type(model).__name__}")
-    x = as_images(images, "evaluate")
+    x = _digits_or_input(images, "evaluate")
     y = as_labels(labels, x.shape[0], "evaluate")
     batch_size = check_int("batch_size", batch_size, 1)
     threads = model.threads if threads is None else check_threads(threads)
@@ -139,8 +152,15 @@ def _evaluate(model, x, y, batch_size, threads):
     t0 = time.perf_counter()
     errors = 0
     loss_sum = 0.0
+    digits = x.dtype == np.uint8       # gathered a chunk at a time (no float copy of the set)
+    buf = np.empty((min(batch_size, x.shape[0]), 32, 32), np.float32) if digits else None
     for lo in range(0, x.shape[0], batch_size):
-        out = _core.forward(model.params, C3_OUT, C3_IN, model.head, x[lo:lo + batch_size], threads)
+        if digits:
+            part = x[lo:lo + batch_size]
+            xb = _core.gather_digits(part, out=buf[:part.shape[0]])
+        else:
+            xb = x[lo:lo + batch_size]
+        out = _core.forward(model.params, C3_OUT, C3_IN, model.head, xb, threads)
         yb = y[lo:lo + batch_size]
         losses, _ = _core.loss_forward_backward(model.head, out, yb, 1.0)
         pred = out.argmin(axis=1) if model.head == "rbf" else out.argmax(axis=1)
@@ -158,7 +178,8 @@ def _evaluate(model, x, y, batch_size, threads):
 def train(model, train_images, train_labels, test_images=None, test_labels=None, *,
           epochs=20, optimizer="sgd", batch_size=64, lr=None, momentum=0.9, weight_decay=None,
           lr_schedule=None, seed=0, threads=None, checkpoint=None, resume=False, progress=True,
-          distort=None, on_epoch=None, mu=None, hessian_samples=HESSIAN_SAMPLES) -> History:
+          distort=None, on_epoch=None, mu=None, hessian_samples=HESSIAN_SAMPLES, warmup=0.0,
+          shift=0, target_error=None) -> History:
     """Train ``model`` in place; return the per-epoch :class:`History`.
 
     Parameters
@@ -167,8 +188,9 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
         Trained in place (its :attr:`~LeNet5.params`); ``model.meta["training"]`` records
         the run.
     train_images : array_like
-        uint8 MNIST digits (N, 28, 28), preprocessed once up front, or float network input
-        (N, 32, 32).
+        uint8 MNIST digits (N, 28, 28), kept as they are (47 MB for MNIST, not 287 MB of
+        float32): each batch is padded and normalised as it is taken, by a C gather with
+        the bits of :func:`~lenet_native.preprocess`; or float network input (N, 32, 32).
     train_labels : array_like
         Integers 0..9, (N,).
     test_images, test_labels : array_like, optional
@@ -198,9 +220,12 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
         sgd only; in [0, 1).
     weight_decay : float, optional
         L2 decay on every trained parameter; default 5e-4 for sgd. Must be 0 for sdlm.
-    lr_schedule : {"constant", "step", "cosine", "paper"} or callable, optional
+    lr_schedule : {"constant", "step", "cosine", "paper", "linear"} or callable, optional
         The lr of an epoch is ``lr * lr_factor(lr_schedule, epoch, epochs)`` (see
-        :func:`lr_factor`); a callable is ``(epoch 0-based, epochs) -> factor``. Default
+        :func:`lr_factor`); a callable is ``(epoch 0-based, epochs) -> factor``. "linear"
+        (sgd) changes the lr at every step instead: a warm-up over the first ``warmup``
+        fraction of all the run's steps, then a linear decay to ~0 at the last step
+        (:func:`linear_step_factor`); sdlm takes it per pass. Default
         "cosine" for sgd, "paper" for sdlm (the paper's eta table: 0.0005 for passes 1-2,
         0.0002 for 3-5, 0.0001 for 6-8, 0.00005 for 9-12, 0.00001 after).
     seed : int, default 0
@@ -235,6 +260,17 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
         paper's 0.02 (see Notes).
     hessian_samples : int, default 500
         sdlm: the samples the Gauss-Newton diagonal is estimated on before each pass.
+    warmup : float, default 0
+        sgd with ``lr_schedule="linear"``: the fraction of the run's steps (``epochs`` x
+        batches per epoch) over which the lr rises linearly from lr / warmup-steps to lr.
+    shift : int, default 0
+        sgd, uint8 digits only: each training digit is placed up to ``shift`` (0, 1 or 2)
+        pixels off centre in its 32x32 frame, (dy, dx) drawn uniformly per digit from the
+        epoch's generator (a random translation that never crops; done by the gather).
+    target_error : float, optional
+        Stop after the first epoch whose test error is <= ``target_error`` (a fraction:
+        0.01 for 1 %; needs the test set); ``history.stopped_early`` and the record's
+        ``target_reached`` say so. Resuming a run that reached it trains no further.
 
     Returns
     -------
@@ -245,7 +281,8 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
         whole training set after the pass, one extra forward pass, since the per-sample
         kernel returns only losses), test_error, test_loss, seconds (training part of the
         epoch), images_per_second, eval_seconds, lr, and for sdlm also eta, mu and h_mean
-        (mean Gauss-Newton h over the trained parameters).
+        (mean Gauss-Newton h over the trained parameters). ``lr`` is the lr of the epoch's
+        first step.
 
     Raises
     ------
@@ -308,6 +345,21 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
     if not callable(lr_schedule) and lr_schedule not in SCHEDULES:
         raise ValueError(f"train: lr_schedule must be one of {', '.join(map(repr, SCHEDULES))} "
                          f"or a callable (epoch, epochs) -> factor; got {lr_schedule!r}")
+    warmup = check_real("warmup", warmup)
+    if not 0.0 <= warmup < 1.0:
+        raise ValueError(f"train: warmup must be in [0, 1); got {warmup!r}")
+    if warmup and (optimizer != "sgd" or lr_schedule != "linear"):
+        raise ValueError("train: warmup needs optimizer='sgd' and lr_schedule='linear'")
+    shift = check_int("shift", shift, 0)
+    if shift > 2:
+        raise ValueError(f"train: shift must be 0, 1 or 2 (pixels); got {shift!r}")
+    if shift and optimizer != "sgd":
+        raise ValueError("train: shift is supported with optimizer='sgd' only")
+    if target_error is not None:
+        target_error = check_real("target_error", target_error)
+        if not 0.0 <= target_error <= 1.0:
+            raise ValueError(f"train: target_error is a fraction in [0, 1] (0.01 for 1 %); "
+                             f"got {target_error!r}")
     threads = model.threads if threads is None else check_threads(threads)
     if progress not in (True, False, "force"):
         raise ValueError(f"train: progress must be True, False or 'force'; got {progress!r}")
@@ -330,8 +382,10 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
     if resume and paths is None:
         raise ValueError("train: resume=True needs a checkpoint path")
 
-    x = as_images(train_images, "train")
+    x = _digits_or_input(train_images, "train")
     y = as_labels(train_labels, x.shape[0], "train")
+    if shift and x.dtype != np.uint8:
+        raise ValueError("train: shift needs the uint8 digits (N, 28, 28), not float input")
     n = x.shape[0]
     if n == 0:
         raise ValueError("train: no training images")
@@ -339,10 +393,12 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
         raise ValueError("train: give both test_images and test_labels, or neither")
     xt = yt = None
     if test_images is not None:
-        xt = as_images(test_images, "train (test set)")
+        xt = _digits_or_input(test_images, "train (test set)")
         yt = as_labels(test_labels, xt.shape[0], "train (test set)")
         if xt.shape[0] == 0:
             raise ValueError("train: the test set is empty (pass None for no test set)")
+    if target_error is not None and xt is None:
+        raise ValueError("train: target_error needs a test set")
 
     config = {
         "optimizer": optimizer, "head": model.head, "seed": seed, "lr": lr,
@@ -352,6 +408,10 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
     }
     if optimizer == "sgd":
         config.update(batch_size=batch_size, momentum=momentum, weight_decay=weight_decay)
+        if warmup:      # recorded only when used: earlier checkpoints still resume
+            config["warmup"] = warmup
+        if shift:
+            config["shift"] = shift
     else:
         config.update(mu=mu, hessian_samples=min(hessian_samples, n))
 
@@ -373,14 +433,28 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
 
     bar = _Progress(progress, epochs)
     step_buf = param_vector()   # SDLM reads C5's steps beside C5's weights: same placement
+    batches = -(-n // batch_size)
+    per_step = None             # "linear": (steps of the run, warm-up steps)
+    if optimizer == "sgd" and lr_schedule == "linear":
+        per_step = (epochs * batches, int(round(warmup * epochs * batches)))
+    if (target_error is not None and history and history[-1].get("test_error") is not None
+            and history[-1]["test_error"] <= target_error):
+        history.stopped_early = True      # resumed after the target was reached: done
+        return history
     epoch = start
     try:
         for epoch in range(start, epochs):
             rate = lr * lr_factor(lr_schedule, epoch, epochs)
             rng = np.random.default_rng([seed, epoch])
             if optimizer == "sgd":
+                rates = None
+                if per_step is not None:
+                    first = epoch * batches
+                    rates = [lr * linear_step_factor(first + b, *per_step) for b in range(batches)]
+                    rate = rates[0]
                 record = _sgd_epoch(model, x, y, rng, rate, momentum, weight_decay, batch_size,
-                                    threads, mask, velocity, distort, bar, epoch)
+                                    threads, mask, velocity, distort, bar, epoch, rates=rates,
+                                    shift=shift)
             else:
                 record = _sdlm_epoch(model, x, y, rng, rate, mu, hessian_samples, mask, step_buf,
                                      distort, bar, epoch)
@@ -397,6 +471,9 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
             if not np.isfinite(flat).all():
                 raise FloatingPointError(f"train: the weights are no longer finite after epoch "
                                          f"{epoch + 1}; lower lr (was {rate:g})")
+            reached = target_error is not None and record["test_error"] <= target_error
+            if reached:
+                record["target_reached"] = True
             bar.clear()
             history.append(record)
             with _sigint_deferred():     # a Ctrl-C here lands after the epoch is committed
@@ -406,7 +483,7 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
                                                       velocity, last_saved)
                 saved_flat[:] = flat
                 saved_velocity[:] = velocity
-            if on_epoch is not None and on_epoch(dict(record), model) is False:
+            if on_epoch is not None and on_epoch(dict(record), model) is False or reached:
                 history.stopped_early = True
                 model.meta["training"] = ckpt.training_meta(config, epochs, history)
                 if paths is not None:
@@ -434,16 +511,25 @@ def train(model, train_images, train_labels, test_images=None, test_labels=None,
 
 
 def _sgd_epoch(model, x, y, rng, rate, momentum, decay, batch_size, threads, mask, velocity,
-               distort, bar, epoch):
+               distort, bar, epoch, rates=None, shift=0):
     n = x.shape[0]
     flat = model.params
     order = rng.permutation(n)
     loss_sum = 0.0
     errors = 0
+    digits = x.dtype == np.uint8
+    buf = np.empty((min(batch_size, n), 32, 32), np.float32) if digits else None
     t0 = time.perf_counter()
-    for lo in range(0, n, batch_size):
+    for b, lo in enumerate(range(0, n, batch_size)):
         idx = order[lo:lo + batch_size]
-        xb = x[idx]
+        if rates is not None:
+            rate = rates[b]
+        if digits:      # pad + normalise in C (preprocess's bits), shifted if asked
+            sh = (rng.integers(-shift, shift + 1, (len(idx), 2), dtype=np.int8)
+                  if shift else None)
+            xb = _core.gather_digits(x, idx, sh, out=buf[:len(idx)])
+        else:
+            xb = x[idx]
         yb = y[idx]
         if distort is not None:
             xb = _distorted(distort, xb, rng)
@@ -460,7 +546,8 @@ def _sgd_epoch(model, x, y, rng, rate, momentum, decay, batch_size, threads, mas
         bar.update(epoch, done, n, done / max(time.perf_counter() - t0, 1e-9), loss_sum / done)
     seconds = time.perf_counter() - t0
     return {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_error": errors / n,
-            "seconds": seconds, "images_per_second": n / seconds, "lr": rate}
+            "seconds": seconds, "images_per_second": n / seconds,
+            "lr": rate if rates is None else rates[0]}
 
 
 def _sdlm_epoch(model, x, y, rng, eta, mu, hessian_samples, mask, step, distort, bar, epoch):
@@ -469,8 +556,9 @@ def _sdlm_epoch(model, x, y, rng, eta, mu, hessian_samples, mask, step, distort,
     t0 = time.perf_counter()
     k = min(hessian_samples, n)
     hidx = np.sort(rng.choice(n, size=k, replace=False))
-    h = _core.hessian_diag(flat, C3_OUT, C3_IN, model.head, np.ascontiguousarray(x[hidx]),
-                           y[hidx], 1.0 / k)
+    digits = x.dtype == np.uint8
+    xh = _core.gather_digits(x, hidx.astype(np.int64)) if digits else np.ascontiguousarray(x[hidx])
+    h = _core.hessian_diag(flat, C3_OUT, C3_IN, model.head, xh, y[hidx], 1.0 / k)
     np.divide(np.float32(eta), np.float32(mu) + h, out=step)
     step[mask == 0] = 0.0
     h_mean = float(np.mean(h[mask == 1], dtype=np.float64))
@@ -478,10 +566,12 @@ def _sdlm_epoch(model, x, y, rng, eta, mu, hessian_samples, mask, step, distort,
     loss_sum = 0.0
     for lo in range(0, n, SDLM_SLICE):
         part = order[lo:lo + SDLM_SLICE]
-        if distort is None:
+        if distort is None and not digits:
             losses = _core.sdlm_epoch(flat, C3_OUT, C3_IN, model.head, step, x, y, part)
-        else:
-            xs = _distorted(distort, x[part], rng)
+        else:       # the slice's samples gathered in order: the same updates
+            xs = _core.gather_digits(x, part) if digits else x[part]
+            if distort is not None:
+                xs = _distorted(distort, xs, rng)
             losses = _core.sdlm_epoch(flat, C3_OUT, C3_IN, model.head, step, xs, y[part],
                                       np.arange(len(part), dtype=np.int64))
         part_loss = float(np.sum(losses, dtype=np.float64))
@@ -530,6 +620,20 @@ def _sigint_deferred():
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _digits_or_input(images, where):
+    """uint8 digits -> C-contiguous uint8 (N, 28, 28), kept as they are (batches are
+    gathered from them in C); anything else -> preprocessed float input (as_input)."""
+    a = to_array(images, where)
+    if a.dtype != np.uint8:
+        return as_input(a, where)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or a.shape[1:] != (28, 28):
+        raise ValueError(f"{where}: uint8 digits must be (N, 28, 28) or (28, 28); got shape "
+                         f"{np.shape(images)}")
+    return np.ascontiguousarray(a)
 
 
 def _data_digest(x, y) -> str:

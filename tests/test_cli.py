@@ -9,37 +9,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from lenet_native import cli
 from lenet_native.datasets import ENV_VAR, MNIST_FILES
-from lenet_native.idx import write_idx
 from lenet_native.model import LeNet5
+
+from conftest import synthetic_digits, write_mnist_folder
 
 T = importlib.import_module("lenet_native.training")
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def synthetic(n, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, 3 + 10 * (c // 4):9 + 10 * (c // 4), 2 + 6 * (c % 4):8 + 6 * (c % 4)] = 255
-    return images, labels
-
-
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mnist")
-    for split, n, seed in (("train", 96, 1), ("test", 40, 2)):
-        images, labels = synthetic(n, seed)
-        image_name, label_name = MNIST_FILES[split]
-        write_idx(d / image_name, images)
-        write_idx(d / label_name, labels)
-    return d
+    return write_mnist_folder(tmp_path_factory.mktemp("mnist"),
+                              {"train": synthetic_digits(96, 1), "test": synthetic_digits(40, 2)})
 
 
 def one_error_line(err):

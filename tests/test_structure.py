@@ -458,3 +458,17 @@ def test_direct_writes_are_seen():
         "m.py:29: Path(path).write_text(...)", "m.py:30: os.replace(...)",
         "m.py:31: Path(path).replace(...)", "m.py:32: shutil.copyfile(...)",
         "m.py:33: np.save(...)", "m.py:34: torch.onnx.export(...)"]
+
+
+def test_the_python_and_cmake_builds_compile_the_same_c_sources():
+    """setup.py (the extension) and CMakeLists.txt (liblenet) list their C files by hand: each
+    kernel file under csrc/ must be in both, so the two builds never drift apart."""
+    root = Path(__file__).resolve().parents[1]
+    setup_py = (root / "setup.py").read_text()
+    cmake = (root / "CMakeLists.txt").read_text()
+    kernels = sorted(p.relative_to(root).as_posix() for p in (root / "csrc").glob("*.c"))
+    only_cmake = {"csrc/api.c"}                     # the public C API: liblenet only
+    assert kernels, "no C sources found"
+    missing = [f for f in kernels if f not in only_cmake and f"\"{f}\"" not in setup_py]
+    missing += [f"CMakeLists.txt: {f}" for f in kernels if f not in cmake]
+    assert not missing, f"C files missing from a build: {missing}"
