@@ -5,13 +5,28 @@ default, spin a while and then sleep). native and PyTorch share the process's on
 so the comparisons run both under the same policy; PASSIVE costs PyTorch's training loop
 about 40 % here, so it is not set for them (benchmarks/README.md, "Measuring on a shared
 machine").
+
+Where the real MNIST files are (option ``--data``, fixture ``mnist_path``): tests/mnist_data.py,
+the one place that looks, loaded here by its path.
 """
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import lenet_native as ln
 from lenet_native import _core
 from lenet_native.layout import C3_IN, C3_OUT
+
+_spec = importlib.util.spec_from_file_location(
+    "mnist_data", Path(__file__).resolve().parents[1] / "tests" / "mnist_data.py")
+_mnist_data = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_mnist_data)
+pytest_addoption = _mnist_data.pytest_addoption
+pytest_configure = _mnist_data.pytest_configure
+pytest_report_header = _mnist_data.pytest_report_header
+mnist_path = _mnist_data.mnist_path
 
 IMPLS = ["reference", "native"]
 ISAS = _core.available_isas()

@@ -39,7 +39,8 @@ import numpy as np
 import pytest
 
 import lenet_native as ln
-from lenet_native.bench import omp_wait_policy, torch_module
+from lenet_native.bench import omp_wait_policy
+from lenet_native.interop import to_torch
 
 from conftest import torch_epoch as torch_sgd_epoch
 
@@ -85,7 +86,7 @@ def test_time_to_one_percent_vs_torch_epoch(benchmark, mnist_path):
     benchmark.group = f"time to 1.00% test error vs one PyTorch epoch, {THREADS} threads"
     torch.set_num_threads(THREADS)
     x = ln.preprocess(xtr)
-    net = torch_module(ln.LeNet5(head="softmax", seed=0).state_dict(), "softmax").train()
+    net = to_torch(ln.LeNet5(head="softmax", seed=0)).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     xt, yt = torch.from_numpy(x[:, None]), torch.from_numpy(ytr.astype(np.int64))
     del x

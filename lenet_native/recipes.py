@@ -1,4 +1,4 @@
-"""Named training recipes: the settings of :func:`lenet_native.train.train` (and of the
+"""Named training recipes: the settings of :func:`lenet_native.training.train` (and of the
 model's initialisation) that ``lenet-native train --recipe NAME`` uses.
 
 * ``fast`` (the CLI's default): tuned for the time to 1.00 % MNIST test error, measured

@@ -1,7 +1,12 @@
 """Helpers and fixtures shared by the tests. The real MNIST folder (fixture ``mnist_path``,
-option ``--data``) is found by the conftest.py at the root of the checkout."""
+option ``--data``) is found by tests/mnist_data.py, shared with benchmarks/conftest.py."""
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
+from mnist_data import (mnist_path, pytest_addoption, pytest_configure,  # noqa: F401
+                        pytest_report_header)
 
 
 def synthetic_digits(n, seed):
@@ -124,3 +129,22 @@ def lenet_mutants(data: bytes, head: str) -> dict:
     if head == "rbf":
         out["prototype-half"] = (value("out.prototypes", 17, 0.5), CORRUPT)
     return out
+
+
+def child_env(**extra):
+    """Environment for a child Python process that imports the same lenet_native as this one
+    (the installed package in CI, an in-place build here): its folder first on PYTHONPATH.
+    Run such a child outside the checkout (``cwd=tmp_path``): ``python -m`` and ``-c`` put
+    the working folder first, and the checkout's sources have no compiled extension.
+    ``extra``: variables to set (a value of None removes the variable)."""
+    import lenet_native
+
+    env = dict(os.environ)
+    root = str(Path(lenet_native.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
+    return env

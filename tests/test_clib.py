@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import lenet_mutants
+from conftest import lenet_mutants, child_env
 import lenet_native
 from lenet_native import _core, load_pretrained, preprocess
 from lenet_native.idx import write_idx
@@ -51,13 +51,6 @@ def run(cmd, **kw):
     return res
 
 
-def python_env():
-    """The environment in which `python -m lenet_native` (and CMake's Python) imports the
-    same lenet_native as this process (an installed one in CI, the checkout here)."""
-    env = dict(os.environ)
-    root = str(Path(lenet_native.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +61,8 @@ def built(tmp_path_factory):
     isa = _core.default_isa()
     variants = "" if isa == "portable" else isa
     run([CMAKE, "-S", ROOT, "-B", build, "-DCMAKE_BUILD_TYPE=Release", f"-DLENET_VARIANTS={variants}",
-         f"-DPython3_EXECUTABLE={sys.executable}", f"-DCMAKE_C_COMPILER={CC}"], env=python_env())
-    run([CMAKE, "--build", build, "-j", "2"], env=python_env())
+         f"-DPython3_EXECUTABLE={sys.executable}", f"-DCMAKE_C_COMPILER={CC}"], env=child_env())
+    run([CMAKE, "--build", build, "-j", "2"], env=child_env())
     run([CMAKE, "--install", build, "--prefix", prefix])
     return {"build": build, "prefix": prefix, "tmp": tmp, "isa": isa}
 
@@ -193,7 +186,7 @@ def test_c_export_compiles_strictly_and_agrees(built, sample_files):
     for head in ("softmax", "rbf"):
         stem = f"lenet5_{head}"
         run([sys.executable, "-m", "lenet_native", "export", "--pretrained", head, tmp / f"{stem}.c"],
-            env=python_env())
+            env=child_env(), cwd=tmp)   # not the checkout's folder: -m puts the cwd first
         flags = [f"-DLENET_EXPORT_HEADER=\"{stem}.h\"", f"-DLENET_EXPORT_STEM={stem}", f"-I{tmp}",
                  f"-I{ROOT / 'examples' / 'c'}"]
         run([CC, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O2", *flags, main_c,

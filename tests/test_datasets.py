@@ -615,21 +615,17 @@ def test_download_replaces_bad_existing_and_keeps_good(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------- real MNIST
-# (the fixture mnist_path: found by the conftest.py at the root of the checkout)
+# (the fixture mnist_path: found by tests/mnist_data.py)
 
 
 def test_the_tests_look_for_mnist_in_data_then_the_environment_then_beside_the_checkout():
-    import importlib.util
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("root_conftest", root / "conftest.py")
-    conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
+    import mnist_data as conf
     env = {conf.ENV_VAR: "/env/mnist"}
     assert conf.mnist_candidate("/opt/m", env, "/cwd") == (Path("/opt/m"), "--data")
     assert conf.mnist_candidate("m", env, "/cwd") == (Path("/cwd/m"), "--data")
     assert conf.mnist_candidate(None, env, "/cwd") == (Path("/env/mnist"), "$" + conf.ENV_VAR)
     assert conf.mnist_candidate(None, {conf.ENV_VAR: ""}, "/cwd") == (
-        root.parent / "shared" / "data" / "mnist", "default")
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist", "default")
     assert conf.ENV_VAR == datasets.ENV_VAR
 
 

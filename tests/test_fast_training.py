@@ -10,7 +10,7 @@ from lenet_native import cli
 from lenet_native.recipes import RECIPES, recipe
 from lenet_native.training import linear_step_factor, lr_factor, train
 
-from conftest import synthetic_digits, write_mnist_folder
+from conftest import synthetic_digits, write_mnist_folder, child_env
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +155,10 @@ def test_peak_memory_is_the_processs_own(mnist_dir, tmp_path):
     if not Path("/proc/self/status").exists():
         pytest.skip("Linux /proc only")
     ballast = np.ones(400 * 2**20 // 8)            # a 400 MB parent, every page touched
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run([sys.executable, "-m", "lenet_native", "train", "--data", str(mnist_dir),
                         "--out", str(tmp_path / "m.npz"), "--epochs", "1", "--no-progress",
-                        "--threads", "1"], capture_output=True, text=True, env=env, timeout=120)
+                        "--threads", "1"], capture_output=True, text=True, env=child_env(),
+                       cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
     peak = float(re.search(r"peak memory \(resident\) (\d+) MB", r.stdout)[1])
     assert 10 < peak < 300, (peak, ballast.nbytes)

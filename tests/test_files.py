@@ -31,18 +31,13 @@ from lenet_native import fileio
 from lenet_native.idx import read_idx, write_idx
 from lenet_native.layout import C3_TABLE, SHAPES
 from lenet_native.weights import FORMAT_NAME, FORMAT_VERSION
+from conftest import child_env
 
 HEADS = ["softmax", "rbf"]
 FLOAT_KEYS = {
     "softmax": sorted(SHAPES),
     "rbf": sorted([k for k in SHAPES if not k.startswith("out.")] + ["out.prototypes"]),
 }
-def child_env():
-    """Environment for a child Python process: it imports the same lenet_native as this one."""
-    env = dict(os.environ)
-    root = str(Path(ln.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 FUZZ = settings(max_examples=60, deadline=None,

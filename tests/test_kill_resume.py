@@ -22,7 +22,7 @@ import pytest
 
 from lenet_native import LeNet5
 
-from conftest import synthetic_digits, write_mnist_folder
+from conftest import synthetic_digits, write_mnist_folder, child_env
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 
@@ -43,11 +43,7 @@ def _command(data, out, resume):
 
 
 def _env(delay=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("LENET_NATIVE_TEST_WRITE_DELAY", None)
-    if delay:
-        env["LENET_NATIVE_TEST_WRITE_DELAY"] = str(delay)
-    return env
+    return child_env(LENET_NATIVE_TEST_WRITE_DELAY=delay or None)
 
 
 def _writing(folder):
@@ -72,7 +68,7 @@ def test_sigkill_anywhere_then_resume_gives_the_same_weights(data_dir, tmp_path)
     ref_dir.mkdir()
     t0 = time.perf_counter()
     r = subprocess.run(_command(data_dir, ref_dir / "m.npz", False), env=_env(),
-                       capture_output=True, text=True, timeout=120)
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
     uninterrupted = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr
     want = _weights(ref_dir / "m.npz")
@@ -91,7 +87,7 @@ def test_sigkill_anywhere_then_resume_gives_the_same_weights(data_dir, tmp_path)
         else:
             what = "random"
         delay = 0.3 if what == "write" else None
-        p = subprocess.Popen(_command(data_dir, out, out.exists()), env=_env(delay),
+        p = subprocess.Popen(_command(data_dir, out, out.exists()), env=_env(delay), cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         killed = False
         if what == "random":

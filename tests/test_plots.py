@@ -62,11 +62,13 @@ def one_error_line(err):
 # ----------------------------------------------------------------------------- optional matplotlib
 
 
-def test_importing_plots_does_not_import_matplotlib():
+def test_importing_plots_does_not_import_matplotlib(tmp_path):
+    from conftest import child_env
+
     code = ("import sys, lenet_native.plots, lenet_native.cli; "
             "print('matplotlib' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(),
+                         capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 

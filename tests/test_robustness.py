@@ -31,7 +31,7 @@ from lenet_native import _core
 from lenet_native.checks import MAX_INPUT_MAGNITUDE
 from lenet_native.layout import C3_IN, C3_OUT
 
-from conftest import big_random_state
+from conftest import big_random_state, child_env
 
 HERE = Path(__file__).resolve().parent
 PROPS = settings(max_examples=60, deadline=None,
@@ -46,12 +46,6 @@ def under_sanitizer():
         return False
 
 
-def child_env():
-    """Environment for a child Python process: it imports the same lenet_native as this one."""
-    env = dict(os.environ)
-    root = str(Path(ln.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 _MODELS = {}

@@ -18,14 +18,8 @@ import pytest
 
 import lenet_native as ln
 
-from conftest import big_random_state
+from conftest import big_random_state, child_env
 
-def child_env():
-    """Environment for a child Python process: it imports the same lenet_native as this one."""
-    env = dict(os.environ)
-    root = str(Path(ln.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 N_THREADS = 8

@@ -1,4 +1,9 @@
-"""pytest configuration shared by tests/ and benchmarks/: where the real MNIST files are.
+"""pytest hooks and the fixture shared by tests/ and benchmarks/ (both conftest.py files take
+them from here): where the real MNIST files are.
+
+This file is not a conftest.py at the root of the checkout on purpose: pytest would put the
+checkout first on sys.path to import it, and the tests would then import the uncompiled
+sources instead of the installed package.
 
 This is the one place that looks for them, in this order:
 
@@ -16,16 +21,19 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 BESIDE_THE_CHECKOUT = ROOT.parent / "shared" / "data" / "mnist"
 ENV_VAR = "LENET_NATIVE_DATA"
 _MNIST = pytest.StashKey()
 
 
 def pytest_addoption(parser):
-    parser.addoption("--data", metavar="DIR", default=None,
-                     help=f"folder holding the MNIST files for the tests that need them "
-                          f"(default ${ENV_VAR}, else ../shared/data/mnist beside the checkout)")
+    try:
+        parser.addoption("--data", metavar="DIR", default=None,
+                         help=f"folder holding the MNIST files for the tests that need them "
+                              f"(default ${ENV_VAR}, else ../shared/data/mnist beside the checkout)")
+    except ValueError:  # tests/ and benchmarks/ in one run: both conftests add it
+        pass
 
 
 def mnist_candidate(option, environ, invocation_dir):
