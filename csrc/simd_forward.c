@@ -22,7 +22,7 @@ static inline void dense_tile_##IB##_##MB(float *restrict out, int os, const flo
     for (; k + VL <= K; k += VL) {                                                               \
         vf xv[IB];                                                                               \
         for (int i = 0; i < IB; i++) xv[i] = vload(in + i * is + k);                             \
-        if (pf && k % 16 == 0)                                                                   \
+        if (VL == 16 && pf)                                                                      \
             for (int m = 0; m < MB; m++) __builtin_prefetch(pf + m * K + k, 0, 3);               \
         for (int m = 0; m < MB; m++) {                                                           \
             const vf wv = vload(w + m * K + k);                                                  \
@@ -214,9 +214,10 @@ static void build_ss(float *restrict ss, const float *restrict s2)
                 }
 }
 
-/* C3 of one image: c3 (16, 10, 10) pre-activation, the 100 outputs of a map packed
- * row-major (p = 10 i + j) in C3P_NV vectors (7 of 16 lanes: 89 % of the lanes used, where
- * one 16-lane vector per 10-wide row used 62 %).
+#if VL == 16
+/* C3 of one image with 16 lanes: c3 (16, 10, 10) pre-activation, the 100 outputs of a map
+ * packed row-major (p = 10 i + j) in C3P_NV = 7 vectors (89 % of the lanes used, where one
+ * 16-lane vector per 10-wide row used 62 %: 10,500 multiply-adds instead of 15,000).
  *
  * build_cp packs an input map for each column shift kj: cp[kj][10 r + j] = s2[c][r][j + kj]
  * (r < 14, j < 10; zeros after), so tap (ki, kj) of output vector v is the VL floats at
@@ -270,9 +271,7 @@ static inline void c3_tile_##NM(float *restrict accs, const float *restrict win,
         for (int v = 0; v < C3P_VB; v++) vstorea(accs + pout[qs[k]] * C3W + (v0 + v) * VL, acc[k][v]); \
 }
 C3_TILE(1)
-#if C3_MB == 2
 C3_TILE(2)
-#endif
 
 /* 1 if every map's pairs take their input maps in increasing order (Table I as packed in
  * the pair list): then input map by input map gives every output its pairs in pair order */
@@ -302,11 +301,9 @@ static void c3_forward_spatial(float *restrict c3, float *restrict scratch, cons
             if (!n) continue;
             build_win(win, cp, s2 + c * 196);
             int k = 0;
-#if C3_MB == 2
             for (; k + 2 <= n; k += 2)
                 for (int v0 = 0; v0 < C3P_NV; v0 += C3P_VB)
                     c3_tile_2(accs, win, qs + k, first, net->c3_out, w, b, v0);
-#endif
             for (; k < n; k++)
                 for (int v0 = 0; v0 < C3P_NV; v0 += C3P_VB)
                     c3_tile_1(accs, win, qs + k, first, net->c3_out, w, b, v0);
@@ -341,6 +338,78 @@ static void c3_forward_spatial(float *restrict c3, float *restrict scratch, cons
             }
         }
 }
+#else
+/* With 4 or 8 lanes, columns 0..7 of a C3 row are 8 / VL full vectors and columns 8..9 are
+ * packed: two per row, VL / 2 rows per vector (3 vectors for 10 rows at 8 lanes, 5 at 4)
+ * instead of a mostly empty vector per row. tl (6, 5, 16, 2) is their input:
+ * tl[c][kj][r][j] = s2[c][r][8 + j + kj] (rows 14, 15 zero), so the tail vector t of tap
+ * (ki, kj) is the VL floats from tl[c][kj][t * VL / 2 + ki][0]. */
+#define C3_MAINV (8 / VL)
+#define C3_TAILV ((20 + VL - 1) / VL)
+static void build_tail(float *restrict tl, const float *restrict s2)
+{
+    for (int c = 0; c < 6; c++)
+        for (int kj = 0; kj < 5; kj++) {
+            float *t = tl + (c * 5 + kj) * 32;
+            for (int r = 0; r < 14; r++) {
+                t[r * 2] = s2[c * 196 + r * 14 + 8 + kj];
+                t[r * 2 + 1] = s2[c * 196 + r * 14 + 9 + kj];
+            }
+            for (int k = 28; k < 32; k++) t[k] = 0.0f;
+        }
+}
+
+/* C3 of one image with 4 or 8 lanes: rows of the build_ss layout (ss, built here) and the
+ * packed tail (tl): C3P_NV vectors per map already, no windows needed */
+static void c3_forward_rows(float *restrict c3, float *restrict ss, float *restrict tl,
+                            const float *restrict s2, const lenet_net *net)
+{
+    const float *w = net_param(net, LENET_OFF_C3_W), *b = net_param(net, LENET_OFF_C3_B);
+    build_ss(ss, s2);
+    int first[17];
+    c3_ranges(first, net->c3_out);
+    for (int m = 0; m < 16; m++)
+        for (int v = 0; v < C3_MAINV; v++) {
+            vf acc[10];
+            for (int i = 0; i < 10; i++) acc[i] = vset1(b[m]);
+            for (int q = first[m]; q < first[m + 1]; q++) {
+                const float *sc = ss + net->c3_in[q] * 5 * 14 * 16 + v * VL;
+                const float *wq = w + q * 25;
+                for (int ki = 0; ki < 5; ki++)
+                    for (int kj = 0; kj < 5; kj++) {
+                        const vf wv = vset1(wq[ki * 5 + kj]);
+                        const float *base = sc + (kj * 14 + ki) * 16;
+                        for (int i = 0; i < 10; i++) acc[i] = vfma(wv, vloada(base + i * 16), acc[i]);
+                    }
+            }
+            const int cnt = 10 - v * VL < VL ? 10 - v * VL : VL;
+            for (int i = 0; i < 10; i++) vstore_first(c3 + m * 100 + i * 10 + v * VL, acc[i], cnt);
+        }
+    build_tail(tl, s2);
+    for (int m = 0; m < 16; m++) {
+        vf acc[C3_TAILV];
+        for (int t = 0; t < C3_TAILV; t++) acc[t] = vset1(b[m]);
+        for (int q = first[m]; q < first[m + 1]; q++) {
+            const float *tq = tl + net->c3_in[q] * 5 * 32;
+            const float *wq = w + q * 25;
+            for (int ki = 0; ki < 5; ki++)
+                for (int kj = 0; kj < 5; kj++) {
+                    const vf wv = vset1(wq[ki * 5 + kj]);
+                    const float *base = tq + kj * 32 + ki * 2;
+                    for (int t = 0; t < C3_TAILV; t++) acc[t] = vfma(wv, vload(base + t * VL), acc[t]);
+                }
+        }
+        for (int t = 0; t < C3_TAILV; t++) {
+            float lanes[VL];
+            vstore(lanes, acc[t]);
+            for (int p = 0; p < VL / 2 && t * (VL / 2) + p < 10; p++) {
+                c3[m * 100 + (t * (VL / 2) + p) * 10 + 8] = lanes[2 * p];
+                c3[m * 100 + (t * (VL / 2) + p) * 10 + 9] = lanes[2 * p + 1];
+            }
+        }
+    }
+}
+#endif
 
 /* forward_one_keep: simd_net.h */
 void forward_one_keep(float *restrict out, float *restrict acts, const lenet_net *net,
@@ -350,8 +419,12 @@ void forward_one_keep(float *restrict out, float *restrict acts, const lenet_net
     float *c5 = ws + O_C5, *f6 = ws + O_F6;
     c1_forward_spatial(c1, xs, x, net_param(net, LENET_OFF_C1_W), net_param(net, LENET_OFF_C1_B));
     pool_forward_spatial(s2, c1, net_param(net, LENET_OFF_S2_W), net_param(net, LENET_OFF_S2_B), 6, 28, 28);
+#if VL == 16
     c3_forward_spatial(c3, ws + O_CP, s2, net);
     if (ss) build_ss(ss, s2);
+#else
+    c3_forward_rows(c3, ss ? ss : ws + O_CP, ws + O_TL, s2, net);
+#endif
     squash_array(c3, c3, 1600);
     pool_forward_spatial(s4, c3, net_param(net, LENET_OFF_S4_W), net_param(net, LENET_OFF_S4_B), 16, 10, 10);
     dense_layers_forward(c5, f6, out, LENET_OUT, s4, 400, net, 1);

@@ -68,22 +68,20 @@
 #define OUTS 16
 #define C1_NV (32 / VL)             /* vectors per C1 row in the spatial layout (build_xs) */
 #define C3_NV (16 / VL)             /* vectors per C3 input row (build_ss, the backward's layout) */
-/* C3's one-image forward (simd_forward.c, c3_forward_spatial): a map's 100 outputs in
- * C3P_NV vectors, C3P_VB of them accumulated at a time (C3P_NV a multiple of C3P_VB), for
- * C3_MB output maps at a time (registers: C3_MB * C3P_VB accumulators); its scratch:
- * accumulators (16, C3P_NV VL), windows (25, C3P_NV VL), packed rows (5, C3P_STRIDE) */
+/* C3's one-image forward with 16 lanes (simd_forward.c, c3_forward_spatial): a map's 100
+ * outputs in C3P_NV vectors, C3P_VB of them accumulated at a time, for C3_MB output maps at
+ * a time (C3_MB * C3P_VB accumulators); its scratch: accumulators (16, C3P_NV VL), windows
+ * (25, C3P_NV VL), packed rows (5, C3P_STRIDE). With 4 or 8 lanes (c3_forward_rows):
+ * build_ss's rows and a packed tail (TL_FLOATS), C3P_NV vectors per map already. */
 #define C3P_NV ((100 + VL - 1) / VL)
-#if VL == 4
-#define C3P_VB 5
-#else
 #define C3P_VB C3P_NV
-#endif
-#if VL == 16
 #define C3_MB 2
-#else
-#define C3_MB 1
-#endif
 #define C3P_STRIDE 160
+#if VL < 16
+#define TL_FLOATS (6 * 5 * 32)
+#else
+#define TL_FLOATS 0
+#endif
 #define C3_SCRATCH (41 * C3P_NV * VL + 5 * C3P_STRIDE)
 
 /* ---- workspaces (floats from a 64-byte aligned start) ------------------------------------ */
@@ -92,13 +90,14 @@
 #define O_C1 0
 #define O_S2 (O_C1 + RUP(4704 + PAD))
 #define O_XS (O_S2 + RUP(1176 + PAD))       /* (5, 32, 32) or (6, 5, 14, 16) scratch */
-#define O_CP O_XS                           /* C3's scratch (C3_SCRATCH floats), after C1 */
+#define O_CP O_XS                           /* C3's scratch (C3_SCRATCH floats or ss), after C1 */
 #define O_C3 (O_XS + SIMD_MAX(6 * 5 * 14 * 16, C3_SCRATCH))
 #define O_S4 (O_C3 + RUP(1600 + PAD))
 #define O_C5 (O_S4 + RUP(400 + PAD))
 #define O_F6 (O_C5 + C5S)
 #define O_OUT (O_F6 + F6S)
-#define ONE_WS (O_OUT + OUTS)
+#define O_TL (O_OUT + OUTS)                 /* C3's packed tail input (VL < 16) */
+#define ONE_WS (O_TL + RUP(TL_FLOATS))
 
 /* forward_block (simd_forward.c) */
 #define B_X 0                               /* (32, 32, LN) input */
