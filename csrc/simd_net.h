@@ -59,6 +59,7 @@
 #define dense_layers_forward SIMD_FN(dense_layers_forward)
 
 /* ---- sizes ------------------------------------------------------------------------------ */
+#define SIMD_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define RUP(n) (((n) + 15) & ~15)   /* floats, rounded up to 64 bytes */
 #define PAD 32                      /* floats readable past the end of a map buffer */
 #define LN VL                       /* images per block */
@@ -66,12 +67,22 @@
 #define F6S RUP(LENET_F6)
 #define OUTS 16
 #define C1_NV (32 / VL)             /* vectors per C1 row in the spatial layout (build_xs) */
-#define C3_NV (16 / VL)             /* vectors per C3 input row (build_ss) */
+#define C3_NV (16 / VL)             /* vectors per C3 input row (build_ss, the backward's layout) */
+/* C3's one-image forward with 16 lanes (simd_forward.c, c3_forward_spatial): a map's 100
+ * outputs in C3P_NV vectors, C3P_VB of them accumulated at a time, for C3_MB output maps at
+ * a time (C3_MB * C3P_VB accumulators); its scratch: accumulators (16, C3P_NV VL), windows
+ * (25, C3P_NV VL), packed rows (5, C3P_STRIDE). With 4 or 8 lanes (c3_forward_rows):
+ * build_ss's rows and a packed tail (TL_FLOATS), C3P_NV vectors per map already. */
+#define C3P_NV ((100 + VL - 1) / VL)
+#define C3P_VB C3P_NV
+#define C3_MB 2
+#define C3P_STRIDE 160
 #if VL < 16
-#define TL_FLOATS (6 * 5 * 32)      /* C3's packed tail input (simd_forward.c, build_tail) */
+#define TL_FLOATS (6 * 5 * 32)
 #else
 #define TL_FLOATS 0
 #endif
+#define C3_SCRATCH (41 * C3P_NV * VL + 5 * C3P_STRIDE)
 
 /* ---- workspaces (floats from a 64-byte aligned start) ------------------------------------ */
 
@@ -79,7 +90,8 @@
 #define O_C1 0
 #define O_S2 (O_C1 + RUP(4704 + PAD))
 #define O_XS (O_S2 + RUP(1176 + PAD))       /* (5, 32, 32) or (6, 5, 14, 16) scratch */
-#define O_C3 (O_XS + 6 * 5 * 14 * 16)
+#define O_CP O_XS                           /* C3's scratch (C3_SCRATCH floats or ss), after C1 */
+#define O_C3 (O_XS + SIMD_MAX(6 * 5 * 14 * 16, C3_SCRATCH))
 #define O_S4 (O_C3 + RUP(1600 + PAD))
 #define O_C5 (O_S4 + RUP(400 + PAD))
 #define O_F6 (O_C5 + C5S)
@@ -126,7 +138,6 @@
 #define G_FWD (G_T + 5 * 14 * 32)           /* forward_one's workspace */
 #define GRAD_ONE_WS (G_FWD + ONE_WS)
 
-#define SIMD_MAX(a, b) ((a) > (b) ? (a) : (b))
 /* what any one kernel call of the variant needs (lenet_kernels.ws_floats) */
 #define SIMD_WS SIMD_MAX(SIMD_MAX(BLOCK_WS, TRAIN_WS), 3 * RUP(LENET_NACTS) + GRAD_ONE_WS)
 
@@ -200,9 +211,9 @@ static inline void add_hsums25(float *restrict dw, const vf *restrict acc)
 
 /* ---- functions of one file used by another ---------------------------------------------- */
 
-/* simd_forward.c: forward_one with C1's and C3's pre-shifted inputs built in xs (5, 32, 32)
- * and ss (6, 5, 14, 16), which may be the same buffer (forward_one) or two that the caller
- * keeps (sdlm_sample's backward reads both). out (10,); acts (LENET_NACTS,) or NULL. */
+/* simd_forward.c: forward_one with C1's pre-shifted input built in xs (5, 32, 32) and, if
+ * ss is not NULL, C3's in ss (6, 5, 14, 16) (build_ss; sdlm_sample's backward reads both;
+ * forward_one passes xs = ws + O_XS, ss = NULL). out (10,); acts (LENET_NACTS,) or NULL. */
 void forward_one_keep(float *restrict out, float *restrict acts, const lenet_net *net,
                       const float *restrict x, float *restrict ws, float *xs, float *ss);
 

@@ -18,6 +18,7 @@ import threading
 
 import numpy as np
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uintptr_t
 
 from lenet_native cimport _clenet as lib
@@ -122,6 +123,9 @@ cdef int _nthreads(int threads):
         _pool_started = True
     return threads
 
+
+_empty = np.empty
+_F32 = np.dtype(np.float32)
 
 # Scratch buffers are cached per Python thread (a model may be shared between threads),
 # so repeated calls allocate nothing but their results.
@@ -610,6 +614,10 @@ cdef class Net:
     cdef const float[::1] _params
     cdef const int32_t[::1] _c3_out, _c3_in
     cdef readonly object params, c3_out, c3_in, head, isa
+    # the workspace of the first thread that runs forward (its ident in _sc_owner): that
+    # thread skips the thread-local lookup; any other thread uses its own (_tls)
+    cdef _Scratch _sc
+    cdef unsigned long _sc_owner
 
     def __init__(self, params, c3_out, c3_in, str head, isa=None):
         self._params, self._c3_out, self._c3_in = params, c3_out, c3_in
@@ -630,14 +638,18 @@ cdef class Net:
             PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
         except Exception:
             return None
-        cdef bytes fmt
+        cdef const char *f
         cdef int64_t N
         try:
-            fmt = view.format if view.format != NULL else b"B"
+            # float32 in native order: "f", "@f" or "=f" (no format: bytes, refused)
+            f = view.format
+            if f == NULL or not ((f[0] == c'f' and f[1] == 0)
+                                 or ((f[0] == c'@' or f[0] == c'=') and f[1] == c'f' and f[2] == 0)):
+                return None
             # (N, 32, 32), (N, 1, 32, 32) or one (32, 32) image: the same bytes; aligned
             # floats only (C reads whole floats; the caller copies an unaligned buffer)
             # (an empty buffer may sit anywhere: NumPy calls it aligned, so it is never copied)
-            if (view.itemsize != 4 or fmt not in (b"f", b"@f", b"=f")
+            if (view.itemsize != 4
                     or ((<uintptr_t>view.buf) % sizeof(float) != 0 and view.len != 0)
                     or not ((view.ndim == 3 and view.shape[1] == 32 and view.shape[2] == 32)
                             or (view.ndim == 4 and view.shape[1] == 1 and view.shape[2] == 32
@@ -645,7 +657,7 @@ cdef class Net:
                             or (view.ndim == 2 and view.shape[0] == 32 and view.shape[1] == 32))):
                 return None
             N = 1 if view.ndim == 2 else view.shape[0]
-            res = np.empty((N, 10), np.float32)
+            res = _empty((N, 10), _F32)
             if N == 0:
                 return res
             return self._run(<const float *>view.buf, N, res, threads, check_finite, where)
@@ -657,10 +669,17 @@ cdef class Net:
         cdef Py_buffer out     # res is a fresh C-contiguous float32 (N, 10) array: its buffer
         PyObject_GetBuffer(res, &out, PyBUF_C_CONTIGUOUS)  # is cheaper than a memoryview
         cdef size_t wsz = lib.lenet_forward_workspace_size(threads)
-        cdef _Scratch sc = getattr(_tls, "net", None)
+        cdef unsigned long me = PyThread_get_thread_ident()
+        cdef _Scratch sc = self._sc if self._sc_owner == me else None
         if sc is None or sc.n < wsz:
-            sc = _Scratch(wsz)
-            _tls.net = sc
+            if self._sc is None or self._sc_owner == me:
+                sc = _Scratch(wsz)
+                self._sc, self._sc_owner = sc, me
+            else:
+                sc = getattr(_tls, "net", None)
+                if sc is None or sc.n < wsz:
+                    sc = _Scratch(wsz)
+                    _tls.net = sc
         cdef int st
         try:
             with nogil:

@@ -212,11 +212,15 @@ class LeNet5:
         """(N, 32, 32) or (N, 1, 32, 32) float input -> (N, 10) float32: the logits
         (softmax head) or the RBF distances y_i (rbf head)."""
         if backend == "native":
-            net = self._native_net()
+            # _native_net() inlined (one image costs a few microseconds: every call counts)
+            d = self.__dict__
+            net = d.get("_net_handle")
+            if net is None or net.params is not d["_flat"] or net.head != d["head"]:
+                net = self._native_net()
             # a C-contiguous float32 (N, 32, 32) goes straight through (the C code checks
             # finiteness as it reads the images); anything else is converted first
-            out = net.forward(x, self._threads)
-            return out if out is not None else net.forward(as_input(x, "forward", False), self._threads)
+            out = net.forward(x, d["_threads"])
+            return out if out is not None else net.forward(as_input(x, "forward", False), d["_threads"])
         check_choice("backend", backend, BACKENDS)
         x = as_input(x, "forward")
         from . import reference
