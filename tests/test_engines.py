@@ -25,6 +25,8 @@ import pytest
 import lenet_native as ln
 from lenet_native.idx import write_idx
 
+from conftest import child_env
+
 pytestmark = pytest.mark.slow
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "dask.md"
@@ -65,9 +67,7 @@ def run_doc(heading, folder):
     """Run the section's blocks, one after the other, as a script in ``folder``."""
     script = folder / "job.py"
     script.write_text("\n".join(doc_blocks(heading)), encoding="utf-8")
-    env = dict(os.environ)
-    root = str(Path(ln.__file__).resolve().parent.parent)  # this lenet_native, built in place
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env = child_env()
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network: nothing reported
     proc = subprocess.Popen([sys.executable, str(script)], cwd=folder, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
