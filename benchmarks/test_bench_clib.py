@@ -15,7 +15,6 @@ printed with ``-s``), with the CPU's name. Skipped without cmake or a C compiler
 """
 import ctypes
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -27,22 +26,13 @@ import numpy as np
 import pytest
 
 import lenet_native as ln
+from lenet_native.bench import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None or not (shutil.which("cc") or shutil.which("gcc")),
                                 reason="needs cmake and a C compiler")
 
-
-def cpu_name():
-    """The CPU's model name (Linux /proc/cpuinfo), else platform.processor()."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class CApi:

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import lenet_native as ln
+from lenet_native.bench import cpu_name
 from lenet_native.idx import open_idx, write_idx
 
 lnd = pytest.importorskip("lenet_native.dask")
@@ -31,17 +32,6 @@ N = 1_000_000
 CHUNK = 10_000
 ROUNDS = int(os.environ.get("LENET_DASK_BENCH_ROUNDS", "2"))
 
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown CPU"
 
 
 @pytest.fixture(scope="module")

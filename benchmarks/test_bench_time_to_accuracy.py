@@ -27,7 +27,6 @@ stored in extra_info. Needs PyTorch and MNIST (the ``mnist_path`` fixture: --dat
 $LENET_NATIVE_DATA, or ../shared/data/mnist beside the checkout); skipped otherwise.
 """
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -39,7 +38,7 @@ import numpy as np
 import pytest
 
 import lenet_native as ln
-from lenet_native.bench import omp_wait_policy
+from lenet_native.bench import cpu_name, omp_wait_policy
 from lenet_native.interop import to_torch
 
 from conftest import torch_epoch as torch_sgd_epoch
@@ -49,15 +48,6 @@ BATCH = 64
 ROUNDS = 2
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _native_run(data, extra):
@@ -113,9 +103,9 @@ def test_time_to_one_percent_vs_torch_epoch(benchmark, mnist_path):
     ratio_default = [n / t for n, t in zip(rows["default_s"], rows["torch_epoch_s"])]
     ratio_target = [n / t for n, t in zip(rows["target_s"], rows["torch_epoch_s"])]
     benchmark.extra_info.update(rows, native_default_over_torch_epoch=ratio_default,
-                                native_target_over_torch_epoch=ratio_target, cpu=_cpu_name(),
+                                native_target_over_torch_epoch=ratio_target, cpu=cpu_name(),
                                 omp_wait_policy=omp_wait_policy())
-    print(f"\n{_cpu_name()}, {THREADS} threads, OMP_WAIT_POLICY={omp_wait_policy()}; peak "
+    print(f"\n{cpu_name()}, {THREADS} threads, OMP_WAIT_POLICY={omp_wait_policy()}; peak "
           f"resident memory of the default run (as the CLI reports it): "
           f"{max(rows['peak_rss_mb']):.0f} MB")
     for r in range(ROUNDS):

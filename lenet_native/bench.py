@@ -26,11 +26,24 @@ from .checks import preprocess
 from .commands.options import add_head, add_precision, add_threads
 from .model import LeNet5
 
-__all__ = ["ENGINES", "run_bench", "measure", "measure_scaling", "add_bench_arguments",
+__all__ = ["ENGINES", "cpu_name", "run_bench", "measure", "measure_scaling", "add_bench_arguments",
            "bench_main"]
 
 ENGINES = ("native", "reference", "torch", "onnxruntime")
 DEFAULT_BATCHES = (1, 64, 1024, 10000)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows: every
+    figure is printed with it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 # ----------------------------------------------------------------------------- engines
@@ -211,7 +224,7 @@ def omp_wait_policy() -> str:
 
 
 def _table(rows, notes, threads):
-    lines = [f"LeNet-5 forward, {platform.machine()} ({os.cpu_count()} CPUs), threads={threads}, "
+    lines = [f"LeNet-5 forward, {cpu_name()}, {platform.machine()} ({os.cpu_count()} CPUs), threads={threads}, "
              f"isa={_core.default_isa()}, OMP_WAIT_POLICY={omp_wait_policy()}"]
     lines += ["  " + n for n in notes]
     lines.append(f"{'engine':<12}{'batch':>8}{'images/s':>14}{'us/image':>12}{'vs native':>11}")
