@@ -26,8 +26,8 @@ from .checks import preprocess
 from .commands.options import add_head, add_precision, add_threads
 from .model import LeNet5
 
-__all__ = ["ENGINES", "cpu_name", "run_bench", "measure", "measure_scaling", "add_bench_arguments",
-           "bench_main"]
+__all__ = ["ENGINES", "cpu_name", "time_interleaved", "run_bench", "measure", "measure_scaling",
+           "add_bench_arguments", "bench_main"]
 
 ENGINES = ("native", "reference", "torch", "onnxruntime")
 DEFAULT_BATCHES = (1, 64, 1024, 10000)
@@ -96,9 +96,9 @@ def _engine(name, model, threads):
 
 # ----------------------------------------------------------------------------- measuring
 
-def _time_interleaved(fns, x, min_time, max_reps):
-    """Median seconds per call of each of fns on x, the calls taking turns (one of each per
-    round), so that load changes on a shared machine hit every fn alike."""
+def time_interleaved(fns, x, min_time, max_reps):
+    """-> ([median seconds per call of each of fns on x], rounds): the calls take turns (one
+    of each per round), so that load changes on a shared machine hit every fn alike."""
     for fn in fns:
         fn(x[: min(len(x), 64)])
     times, start = [[] for _ in fns], time.perf_counter()
@@ -125,7 +125,7 @@ def _scaling(model, x, min_time, max_reps):
     """measure_scaling's figures for `model` (its threads) on the batch x."""
     one = copy.copy(model)      # the same parameter array, one thread
     one.threads = 1
-    (t1, tn), rounds = _time_interleaved([one.forward, model.forward], x, min_time, max_reps)
+    (t1, tn), rounds = time_interleaved([one.forward, model.forward], x, min_time, max_reps)
     n = len(x)
     return {"batch": n, "threads": model.threads, "one_thread_images_per_s": n / t1,
             "images_per_s": n / tn, "speedup": t1 / tn, "rounds": rounds}
@@ -179,7 +179,7 @@ def _measure(batches, threads, engines, head, seed, min_time, max_reps=200, scal
             notes.append(PASSIVE_TORCH_NOTE)
         time.sleep(0.2)
         for b in batches:
-            (sec,), reps = _time_interleaved([fn], x[:b], min_time,
+            (sec,), reps = time_interleaved([fn], x[:b], min_time,
                                              max_reps if name != "reference" or b < 5000 else 3)
             rows.append({"engine": name, "batch": b, "images_per_s": b / sec, "us_per_image": sec / b * 1e6,
                          "reps": reps})
@@ -204,7 +204,7 @@ def _int8_rows(model, x, batches, notes, min_time, max_reps):
                  f"as fp32 native on {100 * agree:.1f}% of 256 inputs")
     rows = []
     for b in batches:
-        (t32, t8), reps = _time_interleaved([model.forward, q.forward], x[:b], min_time, max_reps)
+        (t32, t8), reps = time_interleaved([model.forward, q.forward], x[:b], min_time, max_reps)
         rows.append({"engine": "native-int8", "batch": b, "images_per_s": b / t8,
                      "us_per_image": t8 / b * 1e6, "reps": reps})
         notes.append(f"int8 / fp32 native at batch {b}: {t32 / t8:.2f}x (calls interleaved, "
