@@ -11,18 +11,19 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-__all__ = ["WRITERS", "write", "writer_for", "write_npz"]
+__all__ = ["WRITERS", "write", "writer_for", "save"]
 
 WRITERS = {
-    ".npz": "lenet_native.export:write_npz",      # the weight interchange file (LeNet5.save)
+    ".npz": "lenet_native.export:save",           # the weight interchange file
     ".onnx": "lenet_native.interop:to_onnx",      # ONNX graph, opset 17 (extra: onnx)
-    ".lenet": "lenet_native.lenet_format:write_model",  # the binary file liblenet loads
+    ".lenet": "lenet_native.export:save",         # the binary file liblenet loads
     ".c": "lenet_native.c_export:write_c",        # C99 source pair DEST.c + DEST.h
 }
 
 
-def write_npz(model, path) -> None:
-    """Write the .npz weight file (the interchange format ``LeNet5.load`` reads).
+def save(model, path) -> None:
+    """``model.save(path)``: the .npz weight file or the .lenet file, by the suffix (the
+    formats ``LeNet5.load`` reads back).
 
     Parameters
     ----------

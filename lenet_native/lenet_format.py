@@ -24,7 +24,7 @@ from .layout import C3_TABLE, HEAD_KEYS, HEADS, PROTOTYPES_SHAPE, SHAPES, TRUNK_
 from .weights import ACTIVATION, validate_state
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "SUFFIX", "array_names", "encode", "decode",
-           "write_lenet", "read_lenet", "write_model"]
+           "write_lenet", "read_lenet"]
 
 MAGIC = b"\x89LENET\r\n"
 FORMAT_VERSION = 1
@@ -208,7 +208,3 @@ def read_lenet(path):
         data = f.read(MAX_FILE_BYTES + 1)
     return decode(data, source=str(path))
 
-
-def write_model(model, path) -> None:
-    """Write ``model`` (a LeNet5) as a .lenet file: ``lenet-native export ... DEST.lenet``."""
-    write_lenet(path, model.state_dict(), model.head, model.meta)

@@ -179,7 +179,7 @@ def test_export_command_errors(tmp_path, capsys):
 
 def test_export_writer_table_is_one_line_per_format(tmp_path, monkeypatch):
     from lenet_native import export
-    monkeypatch.setitem(export.WRITERS, ".txt", "lenet_native.export:write_npz")
+    monkeypatch.setitem(export.WRITERS, ".txt", "lenet_native.export:save")
     export.write(LeNet5(seed=0), tmp_path / "m.txt")
     assert (tmp_path / "m.txt").stat().st_size > 0
 
