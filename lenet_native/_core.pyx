@@ -132,10 +132,10 @@ _F32 = np.dtype(np.float32)
 _tls = threading.local()
 
 
-cdef _scratch(str name, size_t n):
+cdef _scratch(str name, size_t n, dtype=_F32):
     buf = getattr(_tls, name, None)
     if buf is None or <size_t>buf.shape[0] < n:
-        buf = np.empty(max(n, <size_t>1), np.float32)
+        buf = np.empty(max(n, <size_t>1), dtype)
         setattr(_tls, name, buf)
     return buf
 
@@ -945,11 +945,7 @@ cdef class QNet:
             q = qa
             qp = &q[0, 0]
         cdef size_t wsz = lib.lenet_q8_workspace_size(threads)
-        sc = getattr(_tls, "q8", None)
-        if sc is None or sc.shape[0] < wsz:
-            sc = np.empty(wsz, np.uint8)
-            _tls.q8 = sc
-        cdef unsigned char[::1] scv = sc
+        cdef unsigned char[::1] scv = _scratch("q8", wsz, np.uint8)
         cdef int st
         with nogil:
             st = lib.lenet_q8_forward(&o[0, 0], qp, &self.qn, &x[0, 0, 0], N, threads,
