@@ -50,15 +50,6 @@ static void q8_dense(int32_t *restrict acc, const int8_t *restrict w, const uint
     }
 }
 
-static void q8_head(float *restrict out, const lenet_qnet *qn, const float *restrict f6)
-{
-    const float *F = qn->f;
-    if (qn->head == LENET_HEAD_RBF)
-        rbf_forward_one(out, f6, F + LENET_Q8_OFF_OUTW, 84, 10);
-    else
-        dense_forward_one(out, f6, F + LENET_Q8_OFF_OUTW, F + LENET_Q8_OFF_OUTB, 84, 10);
-}
-
 static void q8_forward_one_portable(float *restrict out, int32_t *restrict qa, const lenet_qnet *qn,
                                     const uint8_t *restrict x, unsigned char *restrict ws)
 {
@@ -125,9 +116,7 @@ static void q8_forward_one_portable(float *restrict out, int32_t *restrict qa, c
         f6[o] = q8_squash((float)acc[o] * F[LENET_Q8_OFF_MUL6 + o] + F[LENET_Q8_OFF_B6 + o]);
     if (qa) {
         memcpy(qa + LENET_Q8_QA_F6, acc, 84 * sizeof(int32_t));
-        for (int k = 0; k < 1176; k++) qa[LENET_Q8_QA_S2 + k] = q2[k];
-        for (int k = 0; k < 400; k++) qa[LENET_Q8_QA_S4 + k] = q4[k];
-        for (int k = 0; k < 120; k++) qa[LENET_Q8_QA_C5Q + k] = q5[k];
+        q8_keep_codes(qa, q2, q4, q5);
     }
     q8_head(out, qn, f6);
 }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "lenet.h"
+#include "layers_impl.h"
 
 /* int8 weight layouts (lenet_native/quantize.py packs them) */
 /* A 5x5 kernel as 7 groups of 4 taps (one vpdpbusd each): groups 0..4 are row ky's taps
@@ -126,5 +127,26 @@ size_t lenet_q8_workspace_size(int nthreads);
 int lenet_q8_forward(float *restrict out, int32_t *restrict qa, const lenet_qnet *qn,
                      const float *restrict x, int64_t N, int nthreads,
                      unsigned char *restrict workspace, size_t workspace_bytes);
+
+/* ---- the end of one image's forward, the same in every int8 variant ---- */
+
+/* qa (LENET_Q8_NQA,): the requantized codes of S2 (1176), S4 (400) and C5 (120) */
+static inline void q8_keep_codes(int32_t *restrict qa, const uint8_t *restrict q2,
+                                 const uint8_t *restrict q4, const uint8_t *restrict q5)
+{
+    for (int k = 0; k < 1176; k++) qa[LENET_Q8_QA_S2 + k] = q2[k];
+    for (int k = 0; k < 400; k++) qa[LENET_Q8_QA_S4 + k] = q4[k];
+    for (int k = 0; k < 120; k++) qa[LENET_Q8_QA_C5Q + k] = q5[k];
+}
+
+/* out (10,): the float output layer on F6 (84,): RBF distances or dense logits */
+static inline void q8_head(float *restrict out, const lenet_qnet *qn, const float *restrict f6)
+{
+    const float *F = qn->f;
+    if (qn->head == LENET_HEAD_RBF)
+        rbf_forward_one(out, f6, F + LENET_Q8_OFF_OUTW, 84, 10);
+    else
+        dense_forward_one(out, f6, F + LENET_Q8_OFF_OUTW, F + LENET_Q8_OFF_OUTB, 84, 10);
+}
 
 #endif /* LENET_Q8_H */

@@ -249,15 +249,8 @@ static void q8_forward_one_vnni(float *restrict out, int32_t *restrict qa, const
                                          _mm512_maskz_loadu_ps(k, F + LENET_Q8_OFF_B6 + 16 * b)));
         }
     }
-    if (qa) {
-        for (int k = 0; k < 1176; k++) qa[LENET_Q8_QA_S2 + k] = q2[k];
-        for (int k = 0; k < 400; k++) qa[LENET_Q8_QA_S4 + k] = q4[k];
-        for (int k = 0; k < 120; k++) qa[LENET_Q8_QA_C5Q + k] = q5[k];
-    }
-    if (qn->head == LENET_HEAD_RBF)
-        rbf_forward_one(out, f6, F + LENET_Q8_OFF_OUTW, 84, 10);
-    else
-        dense_forward_one(out, f6, F + LENET_Q8_OFF_OUTW, F + LENET_Q8_OFF_OUTB, 84, 10);
+    if (qa) q8_keep_codes(qa, q2, q4, q5);
+    q8_head(out, qn, f6);
 }
 
 const lenet_q8_kernels lenet_q8_kernels_avx512vnni = {q8_input_vnni, q8_forward_one_vnni};
