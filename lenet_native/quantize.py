@@ -51,7 +51,7 @@ def _calibration_input(images):
     where = "quantize: calibration_images"
     if images is None:
         images = calibration_digits()
-    a = np.asarray(images) if not isinstance(images, np.ndarray) else images
+    a = np.asarray(images)  # an ndarray as it is
     if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"{where}: expected uint8 digits (N, 28, 28) or preprocessed float "
                         f"input (N, 32, 32); got dtype {a.dtype}")
