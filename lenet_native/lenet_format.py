@@ -23,12 +23,18 @@ from . import fileio
 from .layout import C3_TABLE, HEAD_KEYS, HEADS, PROTOTYPES_SHAPE, SHAPES, TRUNK_KEYS
 from .weights import ACTIVATION, validate_state
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "SUFFIX", "array_names", "encode", "decode",
+__all__ = ["MAGIC", "FORMAT_VERSION", "SUFFIX", "is_lenet_path", "array_names", "encode", "decode",
            "write_lenet", "read_lenet"]
 
 MAGIC = b"\x89LENET\r\n"
 FORMAT_VERSION = 1
 SUFFIX = ".lenet"
+
+
+def is_lenet_path(path) -> bool:
+    """True if ``path`` names a .lenet file (by its suffix, in any case); other files are
+    .npz weight files."""
+    return str(path).lower().endswith(SUFFIX)
 HEADER = struct.Struct("<8sIIIIQ")     # magic, version, head, narrays, meta bytes, file bytes
 ENTRY = struct.Struct("<24sII4IQQ")    # name, dtype, ndim, dims, offset, nbytes
 DTYPES = {1: np.dtype("<f4"), 2: np.dtype("u1")}

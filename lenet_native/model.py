@@ -16,7 +16,7 @@ from .checks import as_images, as_input, as_labels, check_choice, check_threads
 from .layout import (ACT_SHAPES, C3_IN, C3_OUT, C3_TABLE, FAN_IN, HEADS, PARAM_OFFSETS,
                      is_placed, pack, param_vector, unpack)
 from .prototypes import rbf_prototypes
-from .lenet_format import SUFFIX as LENET_SUFFIX
+from .lenet_format import is_lenet_path
 from .lenet_format import read_lenet, write_lenet
 from .weights import pretrained_path, read_weights, validate_state, write_weights
 
@@ -338,7 +338,7 @@ class LeNet5:
         (lenet_native.lenet_format, docs/lenet-format.md); anything else the .npz weight
         file (``weights.write_weights``), the interchange format.
         """
-        if _is_lenet(path):
+        if is_lenet_path(path):
             write_lenet(path, self.state_dict(), self.head, self.meta)
         else:
             write_weights(path, self.state_dict(), self.head, self.meta)
@@ -347,7 +347,7 @@ class LeNet5:
     def load(cls, path, threads=None) -> "LeNet5":
         """Load and validate a weight file: ``.lenet`` (lenet_format.read_lenet) or .npz
         (weights.read_weights; never unpickles anything), chosen by the suffix."""
-        if _is_lenet(path):
+        if is_lenet_path(path):
             state, head, meta = read_lenet(path)
         else:
             state, meta = read_weights(path)
@@ -357,7 +357,3 @@ class LeNet5:
         model.meta = {k: v for k, v in meta.items() if k not in ("format", "version", "head")}
         return model
 
-
-def _is_lenet(path) -> bool:
-    """True if ``path`` names a .lenet file (by its suffix, in any case)."""
-    return str(path).lower().endswith(LENET_SUFFIX)

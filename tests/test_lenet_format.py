@@ -126,3 +126,18 @@ def test_export_command_writes_each_format(tmp_path, capsys):
     assert LeNet5.load(tmp_path / "n.npz").head == "rbf"
     assert main(["export", "--pretrained", "softmax", str(tmp_path / "m.txt")]) == 2
     assert ".lenet" in capsys.readouterr().err
+
+
+def test_eval_reads_a_lenet_file_like_its_npz(tmp_path, capsys):
+    from conftest import synthetic_digits, write_mnist_folder
+
+    images, labels = synthetic_digits(300, seed=5)
+    data = write_mnist_folder(tmp_path, {"train": (images, labels), "test": (images, labels)})
+    model = load_pretrained("softmax")
+    model.save(tmp_path / "m.npz")
+    model.save(tmp_path / "m.lenet")
+    lines = {}
+    for name in ("m.npz", "m.lenet"):
+        assert main(["eval", str(tmp_path / name), "--data", str(data), "--threads", "1"]) == 0
+        lines[name] = capsys.readouterr().out.split("images/s")[0].rsplit("  ", 1)[0]
+    assert lines["m.npz"].startswith("test error ") and lines["m.npz"] == lines["m.lenet"]

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from ..lenet_format import is_lenet_path
 from ..model import LeNet5
 from ..training import evaluate
 from ..weights import read_archive
@@ -25,10 +26,12 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Print the error rate, the loss and the speed of ``args.model`` on ``args.split``."""
-    _, meta = read_archive(args.model)
-    if meta.get("precision", "fp32") == "int8" or args.precision == "int8":
+    # an int8 model is an .npz whose meta says so (.lenet files hold fp32 models only)
+    int8_file = (not is_lenet_path(args.model)
+                 and read_archive(args.model)[1].get("precision", "fp32") == "int8")
+    if int8_file or args.precision == "int8":
         from ..quantize import QuantizedLeNet5
-        if meta.get("precision", "fp32") == "int8":
+        if int8_file:
             q = QuantizedLeNet5.load(args.model, threads=args.threads)
         else:
             q = LeNet5.load(args.model, threads=args.threads).quantize()
