@@ -1,4 +1,4 @@
-"""``lenet-native eval MODEL.npz``: the error rate of a weight file on an MNIST split."""
+"""``lenet-native eval MODEL``: the error rate of a weight file (.npz or .lenet) on an MNIST split."""
 from __future__ import annotations
 
 import time
@@ -13,9 +13,9 @@ from .options import add_data, add_precision, add_threads, load_split, positive_
 
 
 def add_arguments(parser) -> None:
-    """MODEL.npz, ``--data``, ``--split``, ``--threads``, ``--batch-size``, ``--precision``."""
-    parser.add_argument("model", metavar="MODEL.npz", help="weight file (fp32, or int8 from "
-                                                           "lenet_native.quantize)")
+    """MODEL, ``--data``, ``--split``, ``--threads``, ``--batch-size``, ``--precision``."""
+    parser.add_argument("model", metavar="MODEL", help="weight file: .npz (fp32, or int8 from "
+                                                       "lenet_native.quantize) or .lenet")
     add_data(parser)
     parser.add_argument("--split", choices=("train", "test"), default="test", help="default test")
     add_threads(parser)
